@@ -1,0 +1,5 @@
+#ifndef CKSTORE_CCRYPTO_SHIM_H
+#define CKSTORE_CCRYPTO_SHIM_H
+#include <openssl/sha.h>
+#include <openssl/evp.h>
+#endif

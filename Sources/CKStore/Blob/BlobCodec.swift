@@ -1,0 +1,131 @@
+/// Turns raw chunk bytes into blob files (filter, compress, verify) and back (check, decode).
+///
+/// One codec per worker thread: it owns its scratch buffers, so encoding and decoding
+/// allocate nothing per chunk.
+final class BlobCodec {
+    /// Compression settings.
+    struct Settings: Sendable {
+        /// LZ4 acceleration (1 = default speed/ratio, as `lz4 -1`; higher is faster).
+        var acceleration: Int32 = 1
+        /// A compressed chunk is kept only if it is at most this fraction of the raw size;
+        /// otherwise the chunk is stored uncompressed (no filter).
+        var minimumSavings: Double = 0.03
+        /// Decode every compressed payload again and compare with the input before the blob
+        /// counts (verify-before-acknowledge). Off only for benchmarks.
+        var verifyAfterCompress: Bool = true
+        /// The filter for floating-point tensors.
+        var floatFilter: ShuffleFilter = .bitShuffle
+        /// The filter for multi-byte integer tensors.
+        var integerFilter: ShuffleFilter = .byteShuffle
+    }
+
+    let settings: Settings
+    private let filtered: ByteBuffer
+    private let blob: ByteBuffer
+    private let check: ByteBuffer
+
+    /// Creates a codec for chunks of up to `maxChunkSize` raw bytes.
+    init(maxChunkSize: Int, settings: Settings) {
+        self.settings = settings
+        filtered = ByteBuffer(capacity: maxChunkSize)
+        blob = ByteBuffer(capacity: BlobHeader.size + max(LZ4.bound(maxChunkSize), maxChunkSize))
+        check = ByteBuffer(capacity: maxChunkSize)
+    }
+
+    /// The filter and lane width used for a chunk of `dtype`.
+    func filterChoice(for dtype: DType) -> (ShuffleFilter, Int) {
+        let lane = dtype.shuffleLaneWidth
+        if dtype.isFloatingPoint { return (settings.floatFilter, lane) }
+        if lane > 1 { return (settings.integerFilter, lane) }
+        return (.none, 1)
+    }
+
+    /// Encodes `raw` as a complete blob file (header + payload) and returns a view of it,
+    /// valid until the next call. Compressed payloads are decoded again and compared with the
+    /// filtered input before returning (unless disabled), so a codec fault cannot reach disk.
+    func encode(_ raw: UnsafeRawBufferPointer, dtype: DType) throws(CKStoreError) -> (bytes: UnsafeRawBufferPointer, header: BlobHeader) {
+        let (filter, lane) = filterChoice(for: dtype)
+        var source = raw
+        if filter != .none && raw.count > 0 {
+            Shuffle.apply(filter, laneWidth: lane, source: raw, destination: filtered.prefix(raw.count))
+            source = UnsafeRawBufferPointer(filtered.prefix(raw.count))
+        }
+        let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blob.storage[BlobHeader.size...])
+        var header = BlobHeader(codec: .none, filter: .none, laneWidth: 1, rawLength: raw.count, payloadLength: raw.count, payloadChecksum: 0)
+        let limit = Int(Double(raw.count) * (1 - settings.minimumSavings))
+        if raw.count > 0, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
+            header.codec = .lz4
+            header.filter = filter
+            header.laneWidth = UInt8(lane)
+            header.payloadLength = n
+            if settings.verifyAfterCompress {
+                let compressed = UnsafeRawBufferPointer(rebasing: payloadArea[0..<n])
+                let decoded = LZ4.decompress(compressed, into: check.prefix(raw.count))
+                guard decoded == raw.count, memcmp(check.storage.baseAddress!, source.baseAddress!, raw.count) == 0 else {
+                    throw CKStoreError(.integrity, "LZ4 round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
+                }
+            }
+        } else if raw.count > 0 {
+            payloadArea.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+        }
+        let payload = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
+        header.payloadChecksum = XXH64.hash(payload)
+        header.encode(into: blob.storage)
+        blob.count = BlobHeader.size + header.payloadLength
+        return (blob.bytes, header)
+    }
+
+    /// Checks and decodes a blob file's bytes into `destination` (exactly the raw length),
+    /// verifying header bounds, the payload checksum and the decoded length, and, when
+    /// `expected` is given, that the SHA-256 of the result equals the blob's name.
+    ///
+    /// - Returns: the raw length.
+    /// - Throws: `BlobDamage` naming the byte offset of the first failed check.
+    func decode(_ file: UnsafeRawBufferPointer, into destination: ByteBuffer, expected: SHA256Digest?) throws(BlobDamage) -> Int {
+        let header: BlobHeader
+        switch BlobHeader.decode(file, fileSize: file.count) {
+        case .success(let h): header = h
+        case .failure(let p): throw BlobDamage(offset: p.offset, reason: p.reason)
+        }
+        guard header.rawLength <= destination.capacity else {
+            throw BlobDamage(offset: 8, reason: "raw length \(header.rawLength) exceeds the expected chunk size \(destination.capacity)")
+        }
+        let payload = UnsafeRawBufferPointer(rebasing: file[BlobHeader.size...])
+        guard XXH64.hash(payload) == header.payloadChecksum else {
+            throw BlobDamage(offset: BlobHeader.size, reason: "payload checksum mismatch")
+        }
+        let out = destination.prefix(header.rawLength)
+        switch header.codec {
+        case .none:
+            if header.rawLength > 0 { out.baseAddress!.copyMemory(from: payload.baseAddress!, byteCount: header.rawLength) }
+        case .lz4:
+            let target = header.filter == .none ? out : filtered.prefix(header.rawLength)
+            guard LZ4.decompress(payload, into: target) == header.rawLength else {
+                throw BlobDamage(offset: BlobHeader.size, reason: "LZ4 payload does not decode to \(header.rawLength) bytes")
+            }
+            if header.filter != .none {
+                Shuffle.invert(
+                    header.filter, laneWidth: Int(header.laneWidth), source: UnsafeRawBufferPointer(target), destination: out)
+            }
+        }
+        destination.count = header.rawLength
+        if let expected {
+            let actual = SHA256Digest.hash(UnsafeRawBufferPointer(out))
+            guard actual == expected else {
+                throw BlobDamage(offset: BlobHeader.size, reason: "decoded bytes hash to \(actual.hex.prefix(16))…, not the blob's name")
+            }
+        }
+        return header.rawLength
+    }
+}
+
+/// A blob that failed a check on read: the byte offset in the blob file and the reason.
+struct BlobDamage: Error, Equatable, CustomStringConvertible {
+    var offset: Int
+    var reason: String
+    var description: String { "byte \(offset): \(reason)" }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,58 @@
+/// Where blob files live: the local `objects/` folder today, an object store later.
+///
+/// Contract, for every implementation:
+/// - Blobs are immutable and named by the SHA-256 of their *raw* (decoded) chunk bytes.
+/// - `put` is idempotent: storing a name that already holds a valid blob is a no-op that
+///   returns `false`. It never replaces a valid blob; it may replace a damaged leftover (an
+///   orphan from a crash, which no metadata row can refer to) after `isValid` rejects it.
+/// - After `put` returns, the blob's bytes are durable; after `syncNamespace()` returns, so are
+///   the names of all blobs put so far. Metadata may refer to a blob only after both.
+/// - `read` returns the stored bytes unchanged; a missing blob is `BlobStoreError.notFound`,
+///   anything else is permanent (an I/O error).
+/// - `remove` of a missing blob is not an error.
+/// - Implementations are safe to call from several threads at once.
+protocol BlobStore: Sendable {
+    /// What the backend guarantees.
+    var properties: BlobStoreProperties { get }
+
+    /// Stores `bytes` under `id` (see the contract above). Returns true when a new blob was
+    /// written. `isValid` checks an existing blob's bytes when the name is already taken.
+    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> Bool
+
+    /// Reads the blob into `buffer` (resized as needed) and returns its size.
+    func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int
+
+    /// The blob's stored size, or nil when absent.
+    func size(of id: SHA256Digest) throws -> Int?
+
+    /// Deletes a blob; a missing blob is not an error.
+    func remove(_ id: SHA256Digest) throws
+
+    /// Calls `body` with every stored blob's name and size.
+    func forEach(_ body: (SHA256Digest, Int) throws -> Void) throws
+
+    /// Makes the names of all blobs put so far durable (directory fsyncs for the local store).
+    func syncNamespace() throws
+}
+
+/// What a blob store backend guarantees.
+struct BlobStoreProperties: Sendable {
+    /// True when a new name can be created without replacing an existing one atomically
+    /// (`link(2)` locally, a conditional PUT on an object store).
+    var hasAtomicCreate: Bool
+}
+
+/// Errors of a blob store.
+enum BlobStoreError: Error, CustomStringConvertible {
+    /// The blob does not exist.
+    case notFound(SHA256Digest)
+    /// The backend failed.
+    case io(SystemError)
+
+    var description: String {
+        switch self {
+        case .notFound(let id): return "blob \(id.hex) is missing"
+        case .io(let e): return "\(e)"
+        }
+    }
+}

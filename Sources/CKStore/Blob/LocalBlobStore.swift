@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Blobs as files under `objects/<first 2 hex>/<64 hex>`.
+///
+/// Writes go to a temporary file in the destination folder, are fsynced, then linked into
+/// place with `link(2)`, which fails instead of replacing an existing name; the temporary
+/// name is then unlinked. Folders that received new names are remembered and fsynced by
+/// `syncNamespace()`, once per folder per put, rather than after every blob.
+final class LocalBlobStore: BlobStore {
+    /// The `objects/` folder.
+    let root: String
+    /// Whether blob writes are fsynced (always, except for benchmarks that say otherwise).
+    let durable: Bool
+    private let dirtyFolders = Mutex<Set<String>>([])
+
+    var properties: BlobStoreProperties { BlobStoreProperties(hasAtomicCreate: true) }
+
+    /// Opens the blob folder at `root` (created by the store at `init`).
+    init(root: String, durable: Bool = true) {
+        self.root = root
+        self.durable = durable
+    }
+
+    /// The folder holding blobs whose name starts with the 2 hex digits of `id`.
+    func folder(for id: SHA256Digest) -> String {
+        "\(root)/\(id.hex.prefix(2))"
+    }
+
+    /// The path of the blob file for `id`.
+    func path(for id: SHA256Digest) -> String {
+        let hex = id.hex
+        return "\(root)/\(hex.prefix(2))/\(hex)"
+    }
+
+    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> Bool {
+        let dir = folder(for: id)
+        let final = path(for: id)
+        let existing = try? readExisting(final)
+        if let existing, existing.withUnsafeBytes({ isValid($0) }) {
+            if durable { try syncFile(final) }
+            return false
+        }
+        do {
+            try FileSystem.makeDirectory(dir)
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+        let temp = FileSystem.temporaryName(prefix: "\(dir)/\(id.hex)")
+        do {
+            let file = try FileHandle(path: temp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o444)
+            try file.writeAll(bytes)
+            if durable { try file.sync() }
+            try file.close()
+            switch Sys.link(temp, final) {
+            case .success:
+                FileSystem.removeIfPresent(temp)
+            case .failure(let e) where e.isAlreadyExists:
+                // Someone else created the name meanwhile, or a damaged leftover is there.
+                if let other = try? readExisting(final), other.withUnsafeBytes({ isValid($0) }) {
+                    FileSystem.removeIfPresent(temp)
+                    return false
+                }
+                _ = try Sys.rename(temp, final).get()
+            case .failure(let e):
+                throw e
+            }
+        } catch let error as SystemError {
+            FileSystem.removeIfPresent(temp)
+            throw BlobStoreError.io(error)
+        }
+        _ = dirtyFolders.withLock { $0.insert(dir) }
+        return true
+    }
+
+    private func readExisting(_ path: String) throws -> [UInt8] {
+        let file = try FileHandle.openForReading(path)
+        let size = try file.size()
+        var bytes = [UInt8](repeating: 0, count: size)
+        let n = try bytes.withUnsafeMutableBytes { try file.pread(into: $0, at: 0) }
+        return Array(bytes[0..<n])
+    }
+
+    private func syncFile(_ path: String) throws {
+        do {
+            let file = try FileHandle.openForReading(path)
+            try file.sync()
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+    }
+
+    func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int {
+        let p = path(for: id)
+        let file: FileHandle
+        do {
+            file = try FileHandle.openForReading(p)
+        } catch let e where e.isNotFound {
+            throw BlobStoreError.notFound(id)
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+        do {
+            let size = try file.size()
+            if buffer.capacity < size { buffer = ByteBuffer(capacity: size) }
+            let n = try file.pread(into: buffer.prefix(size), at: 0)
+            buffer.count = n
+            return n
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+    }
+
+    func size(of id: SHA256Digest) throws -> Int? {
+        switch Sys.fileStatus(path(for: id)) {
+        case .success(let st): return st.size
+        case .failure(let e) where e.isNotFound: return nil
+        case .failure(let e): throw BlobStoreError.io(e)
+        }
+    }
+
+    func remove(_ id: SHA256Digest) throws {
+        switch Sys.unlink(path(for: id)) {
+        case .success: _ = dirtyFolders.withLock { $0.insert(folder(for: id)) }
+        case .failure(let e) where e.isNotFound: return
+        case .failure(let e): throw BlobStoreError.io(e)
+        }
+    }
+
+    func forEach(_ body: (SHA256Digest, Int) throws -> Void) throws {
+        let folders: [String]
+        switch Sys.listDirectory(root) {
+        case .success(let names): folders = names.sorted()
+        case .failure(let e): throw BlobStoreError.io(e)
+        }
+        for folder in folders where folder.utf8.count == 2 {
+            guard case .success(let names) = Sys.listDirectory("\(root)/\(folder)") else { continue }
+            for name in names.sorted() {
+                guard let id = SHA256Digest(hex: name), name.hasPrefix(folder) else { continue }
+                if case .success(let st) = Sys.fileStatus("\(root)/\(folder)/\(name)") { try body(id, st.size) }
+            }
+        }
+    }
+
+    /// Temporary files left in the blob folders by interrupted writes.
+    func temporaryFiles() -> [String] {
+        guard case .success(let folders) = Sys.listDirectory(root) else { return [] }
+        var result: [String] = []
+        for folder in folders.sorted() {
+            guard case .success(let names) = Sys.listDirectory("\(root)/\(folder)") else { continue }
+            result += names.filter { $0.contains(".tmp-") }.map { "\(root)/\(folder)/\($0)" }
+        }
+        return result
+    }
+
+    func syncNamespace() throws {
+        guard durable else { return }
+        let folders = dirtyFolders.withLock { set -> Set<String> in
+            let copy = set
+            set.removeAll()
+            return copy
+        }
+        do {
+            for folder in folders.sorted() { try FileSystem.syncDirectory(folder) }
+            if !folders.isEmpty { try FileSystem.syncDirectory(root) }
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+    }
+}

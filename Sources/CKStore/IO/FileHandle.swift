@@ -1,0 +1,144 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// An open file descriptor that closes itself when it goes out of scope.
+///
+/// `~Copyable`, so it cannot be closed twice or leaked by a copy. Call `close()` when the close
+/// error matters (after writing); `deinit` closes and ignores errors.
+struct FileHandle: ~Copyable {
+    /// The raw descriptor (-1 once closed).
+    private(set) var fd: Int32
+    /// The path it was opened from (for error messages).
+    let path: String
+
+    /// Wraps an already-open descriptor (e.g. standard input), taking ownership.
+    init(adopting fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Opens `path` with `flags` (`O_CLOEXEC` is always added).
+    init(path: String, flags: Int32, mode: mode_t = 0o644) throws(SystemError) {
+        self.fd = try Sys.open(path, flags, mode).get()
+        self.path = path
+    }
+
+    /// Opens `path` read-only.
+    static func openForReading(_ path: String) throws(SystemError) -> FileHandle {
+        try FileHandle(path: path, flags: O_RDONLY)
+    }
+
+    deinit {
+        if fd >= 0 { _ = Sys.close(fd) }
+    }
+
+    /// Closes the descriptor, reporting the error (which can reveal a failed delayed write).
+    /// (`discard self` would be the natural way to skip `deinit`, but it needs trivially
+    /// destroyed stored properties, and `path` is a String; so `deinit` sees fd == -1.)
+    consuming func close() throws(SystemError) {
+        let result = Sys.close(fd)
+        fd = -1
+        _ = try result.get()
+    }
+
+    // MARK: - Reading
+
+    /// Reads until `buffer` is full or the file ends; returns the number of bytes read.
+    /// A count smaller than `buffer.count` means end of file.
+    func readFully(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try Sys.read(fd, buffer.baseAddress! + done, buffer.count - done, path: path).get()
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Reads exactly `buffer.count` bytes at `offset`; returns the count actually read, which is
+    /// smaller only when the file is shorter (callers treat that as corruption).
+    func pread(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(SystemError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try Sys.pread(fd, buffer.baseAddress! + done, buffer.count - done, offset + done, path: path).get()
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// The file's size in bytes.
+    func size() throws(SystemError) -> Int {
+        try Sys.fstatSize(fd, path: path).get()
+    }
+
+    // MARK: - Writing
+
+    /// Writes all of `bytes`, looping over short writes.
+    func writeAll(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            let n = try Sys.write(fd, bytes.baseAddress! + done, bytes.count - done, path: path).get()
+            done += n
+        }
+    }
+
+    /// Writes all of `bytes` at `offset`, looping over short writes.
+    func pwriteAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            let n = try Sys.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, offset + done, path: path).get()
+            done += n
+        }
+    }
+
+    /// Flushes the file's data and metadata to stable storage.
+    func sync() throws(SystemError) {
+        _ = try Sys.fsync(fd, path: path).get()
+    }
+}
+
+/// File-system helpers built on `Sys`.
+enum FileSystem {
+    /// Creates `path` as a directory if it does not exist.
+    static func makeDirectory(_ path: String) throws(SystemError) {
+        switch Sys.mkdir(path) {
+        case .success: return
+        case .failure(let e) where e.isAlreadyExists: return
+        case .failure(let e): throw e
+        }
+    }
+
+    /// Fsyncs a directory so that entries created or removed in it are durable.
+    static func syncDirectory(_ path: String) throws(SystemError) {
+        let dir = try FileHandle(path: path, flags: O_RDONLY | O_DIRECTORY)
+        try dir.sync()
+        try dir.close()
+    }
+
+    /// True when something exists at `path`.
+    static func exists(_ path: String) -> Bool {
+        if case .success = Sys.fileStatus(path) { return true }
+        return false
+    }
+
+    /// A name for a temporary file that no other process picks: pid, time and a counter.
+    static func temporaryName(prefix: String) -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let n = temporaryCounter.add(1, ordering: .relaxed).oldValue
+        return "\(prefix).tmp-\(getpid())-\(ts.tv_sec)\(ts.tv_nsec)-\(n)"
+    }
+
+    /// Removes a file, ignoring "not found".
+    static func removeIfPresent(_ path: String) {
+        _ = Sys.unlink(path)
+    }
+}
+
+
+private let temporaryCounter = Atomic<Int>(0)

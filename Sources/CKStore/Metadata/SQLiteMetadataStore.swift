@@ -1,0 +1,252 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The SQLite implementation of `MetadataStore`: one database file in WAL mode.
+///
+/// The schema lives in `Schema/NNN-*.sql`, compiled into the binary (`SchemaMigrations.swift`)
+/// and applied in order, each migration in its own transaction and recorded in
+/// `schema_migrations` and `PRAGMA user_version`. A database whose version is newer than this
+/// binary knows is refused.
+final class SQLiteMetadataStore: MetadataStore {
+    let db: Connection
+
+    /// The schema version this binary creates and understands.
+    static var schemaVersion: Int { schemaMigrations.map(\.id).max() ?? 0 }
+
+    /// Opens (creating and migrating when `create`) the database at `path`.
+    /// - Parameter readOnly: open for reading only (worker threads' dedup lookups, `fsck`).
+    init(path: String, create: Bool, readOnly: Bool = false) throws {
+        do {
+            db = try Connection(path: path, mode: readOnly ? .readOnly : (create ? .readWriteCreate : .readWrite))
+        } catch {
+            throw CKStoreError.wrap(error, context: "cannot open the metadata database \(path)")
+        }
+        do {
+            if !readOnly {
+                try db.execute("PRAGMA journal_mode = WAL")
+                try db.execute("PRAGMA synchronous = FULL")
+            }
+            try migrate(readOnly: readOnly)
+        } catch {
+            throw CKStoreError.wrap(error, context: "cannot open the metadata database \(path)")
+        }
+    }
+
+    /// Applies the migrations the database lacks, in order.
+    private func migrate(readOnly: Bool) throws {
+        let version = try db.statement("PRAGMA user_version").firstRow { $0.int(0) } ?? 0
+        if version > Self.schemaVersion {
+            throw CKStoreError(
+                .environment,
+                "the store's schema version \(version) is newer than this ckstore understands (\(Self.schemaVersion)); upgrade ckstore")
+        }
+        guard version < Self.schemaVersion else { return }
+        if readOnly {
+            throw CKStoreError(.environment, "the store's schema version \(version) needs migration; open it read-write once")
+        }
+        for migration in schemaMigrations where migration.id > version {
+            try db.inTransaction {
+                // Re-check under the write lock: another process may have migrated meanwhile.
+                let current = try db.statement("PRAGMA user_version").firstRow { $0.int(0) } ?? 0
+                guard current < migration.id else { return (.rollback, ()) }
+                try db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
+                try db.execute(migration.sql)
+                try db.statement("INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, ?)")
+                    .run([.int(migration.id), .text(migration.name), .integer(nowMilliseconds())])
+                try db.execute("PRAGMA user_version = \(migration.id)")
+                return (.commit, ())
+            }
+        }
+    }
+
+    /// Closes the connection, reporting leaked statements.
+    func close() throws {
+        try db.close()
+    }
+
+    // MARK: - Chunks
+
+    func hasChunk(_ hash: SHA256Digest) throws -> Bool {
+        try db.statement("SELECT 1 FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { _ in true } ?? false
+    }
+
+    func allChunks() throws -> [(SHA256Digest, Int)] {
+        try db.statement("SELECT hash, stored_size FROM chunks ORDER BY hash").rows { row in
+            (SHA256Digest(bytes: row.blob(0))!, row.int(1))
+        }
+    }
+
+    // MARK: - Runs and snapshots
+
+    func runID(_ name: String) throws -> Int? {
+        try db.statement("SELECT id FROM runs WHERE name = ?").firstRow([.text(name)]) { $0.int(0) }
+    }
+
+    func runs() throws -> [RunSummary] {
+        try db.statement(
+            """
+            SELECT r.name, count(s.id), min(s.step), max(s.step) FROM runs r
+            LEFT JOIN snapshots s ON s.run_id = r.id GROUP BY r.id ORDER BY r.name
+            """
+        ).rows { row in
+            RunSummary(name: row.text(0), snapshotCount: row.int(1), firstStep: row.optionalInt(2), lastStep: row.optionalInt(3))
+        }
+    }
+
+    private static let snapshotColumns = """
+        SELECT r.name, s.step, m.digest, s.created_at, 8 + length(m.header) + m.data_length, m.tensor_count
+        FROM snapshots s JOIN runs r ON r.id = s.run_id JOIN manifests m ON m.id = s.manifest_id
+        """
+
+    private static func snapshotInfo(_ row: Row) -> SnapshotInfo {
+        SnapshotInfo(
+            run: row.text(0), step: row.int(1), digest: SHA256Digest(bytes: row.blob(2))!,
+            createdAtMilliseconds: Int64(row.int(3)), logicalBytes: row.int(4), tensorCount: row.int(5))
+    }
+
+    func snapshots(run: String) throws -> [SnapshotInfo]? {
+        guard try runID(run) != nil else { return nil }
+        return try db.statement(Self.snapshotColumns + " WHERE r.name = ? ORDER BY s.step").rows([.text(run)], Self.snapshotInfo)
+    }
+
+    func snapshot(run: String, step: Int) throws -> SnapshotInfo? {
+        try db.statement(Self.snapshotColumns + " WHERE r.name = ? AND s.step = ?").firstRow([.text(run), .int(step)], Self.snapshotInfo)
+    }
+
+    func latestSnapshot(run: String) throws -> SnapshotInfo? {
+        try db.statement(Self.snapshotColumns + " WHERE r.name = ? ORDER BY s.step DESC LIMIT 1").firstRow([.text(run)], Self.snapshotInfo)
+    }
+
+    // MARK: - Manifests
+
+    func manifestDigests(prefix: String, limit: Int) throws -> [SHA256Digest] {
+        let lower = prefix.lowercased().padding(toLength: 64, withPad: "0", startingAt: 0)
+        let upper = prefix.lowercased().padding(toLength: 64, withPad: "f", startingAt: 0)
+        guard let lo = SHA256Digest(hex: lower), let hi = SHA256Digest(hex: upper) else { return [] }
+        return try db.statement("SELECT digest FROM manifests WHERE digest BETWEEN ? AND ? ORDER BY digest LIMIT ?")
+            .rows([.blob(lo.bytes), .blob(hi.bytes), .int(limit)]) { SHA256Digest(bytes: $0.blob(0))! }
+    }
+
+    func manifestID(_ digest: SHA256Digest) throws -> Int? {
+        try db.statement("SELECT id FROM manifests WHERE digest = ?").firstRow([.blob(digest.bytes)]) { $0.int(0) }
+    }
+
+    func manifest(_ digest: SHA256Digest) throws -> Manifest? {
+        try db.readTransaction { () throws -> Manifest? in
+            guard
+                let (id, header, dataLength) = try db.statement("SELECT id, header, data_length FROM manifests WHERE digest = ?")
+                    .firstRow([.blob(digest.bytes)], { ($0.int(0), $0.blob(1), $0.int(2)) })
+            else { return nil }
+            var chunksByTensor: [Int: [ChunkRef]] = [:]
+            try db.statement(
+                """
+                SELECT tc.position, c.hash, c.raw_size, c.stored_size FROM tensor_chunks tc
+                JOIN chunks c ON c.id = tc.chunk_id WHERE tc.manifest_id = ? ORDER BY tc.position, tc.chunk_index
+                """
+            ).forEachRow([.int(id)]) { row in
+                chunksByTensor[row.int(0), default: []].append(
+                    ChunkRef(hash: SHA256Digest(bytes: row.blob(1))!, rawSize: row.int(2), storedSize: row.int(3)))
+            }
+            let tensors = try db.statement(
+                "SELECT position, name, dtype, shape, data_start, byte_length, chunk_count FROM tensors WHERE manifest_id = ? ORDER BY position"
+            ).rows([.int(id)]) { row -> TensorEntry in
+                let name = row.text(1)
+                guard let dtype = DType(rawValue: row.text(2)), let shape = parseShape(row.text(3)) else {
+                    throw CKStoreError(.integrity, "snapshot sha256:\(digest.hex): tensor '\(name)' has a damaged dtype or shape row")
+                }
+                let chunks = chunksByTensor[row.int(0)] ?? []
+                guard chunks.count == row.int(6), chunks.reduce(0, { $0 + $1.rawSize }) == row.int(5) else {
+                    throw CKStoreError(.integrity, "snapshot sha256:\(digest.hex): tensor '\(name)' has damaged chunk rows")
+                }
+                let start = row.int(4)
+                return TensorEntry(
+                    info: TensorInfo(name: name, dtype: dtype, shape: shape, dataStart: start, dataEnd: start + row.int(5)),
+                    chunks: chunks)
+            }
+            return Manifest(headerBytes: header, dataLength: dataLength, tensors: tensors, recordedDigest: digest)
+        }
+    }
+
+    // MARK: - Metrics
+
+    func metrics(run: String) throws -> [MetricRecord] {
+        try db.statement(
+            """
+            SELECT r.name, m.step, m.variant, m.name, m.value FROM metrics m JOIN runs r ON r.id = m.run_id
+            WHERE r.name = ? ORDER BY m.step, m.variant, m.name
+            """
+        ).rows([.text(run)]) { row in
+            MetricRecord(run: row.text(0), step: row.int(1), variant: row.text(2), name: row.text(3), value: row.double(4))
+        }
+    }
+
+    func recordMetrics(run: String, step: Int, variant: String, values: [(String, Double)]) throws {
+        try db.inTransaction {
+            guard let runID = try runID(run) else { throw CKStoreError(.notFound, "run '\(run)' does not exist") }
+            try insertMetrics(runID: runID, step: step, variant: variant, values: values)
+            return (.commit, ())
+        }
+    }
+
+    func insertMetrics(runID: Int, step: Int, variant: String, values: [(String, Double)]) throws {
+        let insert = try db.statement(
+            "INSERT OR REPLACE INTO metrics (run_id, step, variant, name, value, recorded_at) VALUES (?, ?, ?, ?, ?, ?)")
+        let now = nowMilliseconds()
+        for (name, value) in values {
+            try insert.run([.int(runID), .int(step), .text(variant), .text(name), .real(value), .integer(now)])
+        }
+    }
+
+    // MARK: - Statistics
+
+    func statistics() throws -> StoreStatistics {
+        try db.readTransaction {
+            var stats = StoreStatistics()
+            stats.runs = try db.statement("SELECT count(*) FROM runs").firstRow { $0.int(0) } ?? 0
+            try db.statement(
+                "SELECT count(*), coalesce(sum(8 + length(m.header) + m.data_length), 0) FROM snapshots s JOIN manifests m ON m.id = s.manifest_id"
+            ).firstRow { row in
+                stats.snapshots = row.int(0)
+                stats.logicalBytes = row.int(1)
+            }
+            try db.statement(
+                """
+                SELECT count(*), coalesce(sum(raw_size), 0), coalesce(sum(stored_size), 0) FROM chunks WHERE id IN (
+                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN snapshots s ON s.manifest_id = tc.manifest_id)
+                """
+            ).firstRow { row in
+                stats.blobCount = row.int(0)
+                stats.uniqueRawBytes = row.int(1)
+                stats.storedBytes = row.int(2)
+            }
+            return stats
+        }
+    }
+}
+
+/// Milliseconds since 1970.
+func nowMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Parses a shape stored as a JSON array of integers ("[768,2304]").
+func parseShape(_ text: String) -> [Int]? {
+    let inner = text.dropFirst().dropLast()
+    guard text.first == "[", text.last == "]" else { return nil }
+    if inner.isEmpty { return [] }
+    var dims: [Int] = []
+    for part in inner.split(separator: ",", omittingEmptySubsequences: false) {
+        guard let v = Int(part), v >= 0 else { return nil }
+        dims.append(v)
+    }
+    return dims
+}
+
+/// Formats a shape as a JSON array of integers.
+func formatShape(_ shape: [Int]) -> String {
+    "[" + shape.map(String.init).joined(separator: ",") + "]"
+}

@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where `get` writes a safetensors file.
+public enum OutputTarget: Sendable {
+    /// A file, written atomically: a temporary file beside it, renamed into place when complete.
+    case file(String)
+    /// Standard output (streamed; a failure part-way leaves partial output and a non-zero exit).
+    case standardOutput
+}
+
+/// An output being written: owns the descriptor and, for files, the temporary name, which is
+/// removed unless `commit()` renames it into place.
+final class OutputWriter {
+    private var handle: FileHandle?
+    private let temporaryPath: String?
+    private let finalPath: String?
+    private var committed = false
+    /// Bytes written so far.
+    private(set) var bytesWritten = 0
+
+    /// Opens the target for writing.
+    init(_ target: OutputTarget) throws(CKStoreError) {
+        switch target {
+        case .standardOutput:
+            handle = FileHandle(adopting: dup(1), path: "<stdout>")
+            temporaryPath = nil
+            finalPath = nil
+        case .file(let path):
+            let slash = path.lastIndex(of: "/")
+            let dir = slash.map { String(path[..<$0]) } ?? "."
+            let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+            let temp = FileSystem.temporaryName(prefix: "\(dir.isEmpty ? "/" : dir)/.\(base)")
+            do {
+                handle = try FileHandle(path: temp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            } catch {
+                throw CKStoreError(.environment, "cannot write \(path): \(error)", cause: error)
+            }
+            temporaryPath = temp
+            finalPath = path
+        }
+    }
+
+    deinit {
+        if !committed, let temporaryPath { FileSystem.removeIfPresent(temporaryPath) }
+    }
+
+    /// Appends bytes.
+    func write(_ bytes: UnsafeRawBufferPointer) throws(CKStoreError) {
+        do {
+            try handle!.writeAll(bytes)
+            bytesWritten += bytes.count
+        } catch {
+            throw CKStoreError(.environment, "cannot write \(finalPath ?? "<stdout>") at byte \(bytesWritten): \(error)", cause: error)
+        }
+    }
+
+    /// Appends bytes.
+    func write(_ bytes: [UInt8]) throws(CKStoreError) {
+        var failure: CKStoreError?
+        bytes.withUnsafeBytes { p in
+            do throws(CKStoreError) { try write(p) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Closes the output; for a file, renames the temporary file into place.
+    /// - Parameter sync: fsync the file first (off by default: the store still holds the data).
+    func commit(sync: Bool = false) throws(CKStoreError) {
+        guard let h = handle.take() else { return }
+        do {
+            if sync { try h.sync() }
+            try h.close()
+            if let temporaryPath, let finalPath {
+                _ = try Sys.rename(temporaryPath, finalPath).get()
+            }
+            committed = true
+        } catch {
+            throw CKStoreError(.environment, "cannot write \(finalPath ?? "<stdout>"): \(error)", cause: error)
+        }
+    }
+}

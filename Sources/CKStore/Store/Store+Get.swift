@@ -1,0 +1,117 @@
+/// A chunk to fetch and decode, with the context its error messages need.
+struct ChunkFetch: Sendable {
+    let chunk: ChunkRef
+    let tensor: String
+    let buffer: ByteBuffer
+}
+
+/// A worker's state for reading chunks: its codec scratch and its blob read buffer.
+final class ChunkReaderWorker {
+    let codec: BlobCodec
+    var fileBuffer: ByteBuffer
+    let blobs: LocalBlobStore
+    let verify: Bool
+
+    init(chunkSize: Int, blobs: LocalBlobStore, settings: BlobCodec.Settings, verify: Bool) {
+        codec = BlobCodec(maxChunkSize: chunkSize, settings: settings)
+        fileBuffer = ByteBuffer(capacity: BlobHeader.size + LZ4.bound(chunkSize))
+        self.blobs = blobs
+        self.verify = verify
+    }
+
+    /// Reads, checks and decodes one chunk into `buffer`.
+    /// - Throws: `.integrity` naming `label`, the tensor, the blob and the byte offset.
+    func fetch(_ chunk: ChunkRef, tensor: String, label: String, into buffer: ByteBuffer) throws(CKStoreError) {
+        do {
+            let size = try blobs.read(chunk.hash, into: &fileBuffer)
+            guard size == chunk.storedSize else {
+                throw CKStoreError(
+                    .integrity,
+                    "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is \(size) bytes, expected \(chunk.storedSize)")
+            }
+            let n = try codec.decode(fileBuffer.bytes, into: buffer, expected: verify ? chunk.hash : nil)
+            guard n == chunk.rawSize else {
+                throw CKStoreError(
+                    .integrity, "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) decodes to \(n) bytes, expected \(chunk.rawSize)")
+            }
+        } catch let e as CKStoreError {
+            throw e
+        } catch BlobStoreError.notFound {
+            throw CKStoreError(.integrity, "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is missing")
+        } catch let e as BlobDamage {
+            throw CKStoreError(.integrity, "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is damaged at \(e)", cause: e)
+        } catch {
+            throw CKStoreError(.environment, "\(label): tensor '\(tensor)': cannot read blob \(chunk.hash.hex): \(error)", cause: error)
+        }
+    }
+}
+
+/// What `get` did, for the summary line.
+public struct GetReport: Sendable {
+    /// Bytes written.
+    public let bytesOut: Int
+    /// Wall time in seconds.
+    public let seconds: Double
+}
+
+extension Store {
+    /// Writes the exact safetensors file a manifest describes: the length prefix, the original
+    /// header bytes, then every tensor's chunks in data-section order. Chunks are read and
+    /// decoded (and checked) in parallel, written in order.
+    ///
+    /// - Throws: `.integrity` when a blob is missing or damaged (naming the snapshot, tensor
+    ///   and blob); for a file target nothing is left behind on failure.
+    public func restore(_ ref: ResolvedRef, to target: OutputTarget) throws(CKStoreError) -> GetReport {
+        let start = nowMilliseconds()
+        return try withLock(exclusive: false) { () throws(CKStoreError) -> GetReport in
+            let manifest = try manifest(of: ref)
+            let output = try OutputWriter(target)
+            try output.write(SafetensorsHeader.lengthPrefix(manifest.headerBytes.count))
+            try output.write(manifest.headerBytes)
+            try forEachChunk(of: manifest, label: ref.label) { (bytes) throws(CKStoreError) in try output.write(bytes) }
+            try output.commit()
+            return GetReport(bytesOut: output.bytesWritten, seconds: Double(nowMilliseconds() - start) / 1000)
+        }
+    }
+
+    /// Calls `body` with every chunk of `manifest`, decoded and checked, in data-section order.
+    /// Workers fetch ahead in parallel; memory stays bounded by (2 × workers + 1) chunks.
+    func forEachChunk(of manifest: Manifest, label: String, _ body: (UnsafeRawBufferPointer) throws(CKStoreError) -> Void) throws(CKStoreError) {
+        let chunkSize = max(configuration.chunkSize, manifest.tensors.flatMap(\.chunks).map(\.rawSize).max() ?? 0)
+        let blobs = self.blobs
+        let settings = configuration.codecSettings
+        let verify = configuration.verifyReadsWithSHA256
+        let workers = configuration.effectiveWorkers
+        let pipeline = OrderedPipeline<ChunkFetch, ByteBuffer, ChunkReaderWorker>(
+            workers: workers, capacity: workers * 2,
+            makeState: { ChunkReaderWorker(chunkSize: chunkSize, blobs: blobs, settings: settings, verify: verify) },
+            process: { worker, job in
+                try worker.fetch(job.chunk, tensor: job.tensor, label: label, into: job.buffer)
+                return job.buffer
+            })
+        defer { pipeline.shutdown() }
+        var pool: [ByteBuffer] = []
+        var failure: CKStoreError?
+        let deliver: (ByteBuffer) throws -> Void = { buffer in
+            do throws(CKStoreError) {
+                try body(buffer.bytes)
+            } catch {
+                failure = error
+                throw error
+            }
+            pool.append(buffer)
+        }
+        do {
+            for tensor in manifest.tensors {
+                for chunk in tensor.chunks {
+                    let buffer = pool.popLast() ?? ByteBuffer(capacity: chunkSize)
+                    try pipeline.submit(ChunkFetch(chunk: chunk, tensor: tensor.info.name, buffer: buffer), deliver: deliver)
+                }
+            }
+            try pipeline.drain(deliver)
+        } catch {
+            pipeline.cancel()
+            throw failure ?? CKStoreError.wrap(error, context: "read \(label)")
+        }
+    }
+}

@@ -1,0 +1,117 @@
+/// A store's settings, read from `<store>/config.json` (see Config/README.md for each key).
+public struct StoreConfiguration: Sendable, Equatable {
+    /// Maximum chunk size in bytes.
+    public var chunkSize: Int
+    /// True to LZ4-compress chunks; false stores them raw.
+    public var compress: Bool
+    /// LZ4 acceleration (1 = default).
+    public var acceleration: Int
+    /// Minimum fractional saving for a compressed chunk to be kept compressed.
+    public var minSavings: Double
+    /// Filter for floating-point tensors.
+    public var floatFilter: ShuffleFilter
+    /// Filter for multi-byte integer tensors.
+    public var integerFilter: ShuffleFilter
+    /// Worker threads; 0 = one per core.
+    public var workers: Int
+    /// Re-hash decoded chunks with SHA-256 on every read.
+    public var verifyReadsWithSHA256: Bool
+
+    /// The defaults (the same as Config/ckstore.json).
+    public static let `default` = StoreConfiguration(
+        chunkSize: 4 << 20, compress: true, acceleration: 1, minSavings: 0.03, floatFilter: .bitShuffle,
+        integerFilter: .byteShuffle, workers: 0, verifyReadsWithSHA256: true)
+
+    /// The number of worker threads to run.
+    public var effectiveWorkers: Int {
+        workers > 0 ? workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    /// The codec settings derived from this configuration.
+    var codecSettings: BlobCodec.Settings {
+        BlobCodec.Settings(
+            acceleration: Int32(acceleration), minimumSavings: compress ? minSavings : 2, verifyAfterCompress: true,
+            floatFilter: floatFilter, integerFilter: integerFilter)
+    }
+
+    // MARK: - JSON
+
+    /// Parses a configuration file. Missing keys take their default; unknown keys and bad
+    /// values are errors naming the key.
+    public static func parse(_ bytes: [UInt8], source: String) throws(CKStoreError) -> StoreConfiguration {
+        let value: JSONValue
+        do {
+            value = try JSON.parse(bytes)
+        } catch {
+            throw CKStoreError(.badInput, "\(source): \(error)")
+        }
+        guard case .object(let top) = value else { throw CKStoreError(.badInput, "\(source): not a JSON object") }
+        var config = StoreConfiguration.default
+        func fail(_ key: String, _ why: String) -> CKStoreError { CKStoreError(.badInput, "\(source): \(key): \(why)") }
+        func number(_ v: JSONValue, _ key: String) throws(CKStoreError) -> Double {
+            guard case .number(let text) = v, let d = Double(text) else { throw fail(key, "expected a number") }
+            return d
+        }
+        func string(_ v: JSONValue, _ key: String) throws(CKStoreError) -> String {
+            guard case .string(let s) = v else { throw fail(key, "expected a string") }
+            return s
+        }
+        func filter(_ v: JSONValue, _ key: String) throws(CKStoreError) -> ShuffleFilter {
+            switch try string(v, key) {
+            case "bitshuffle": return .bitShuffle
+            case "byteshuffle": return .byteShuffle
+            case "none": return .none
+            case let other: throw fail(key, "unknown filter '\(other)' (bitshuffle, byteshuffle, none)")
+            }
+        }
+        for (key, v) in top {
+            switch key {
+            case "chunk_size":
+                let n = try number(v, key)
+                guard n == n.rounded(), n >= 4096, n <= Double(256 << 20) else { throw fail(key, "must be a whole number from 4096 to 268435456") }
+                config.chunkSize = Int(n)
+            case "workers":
+                let n = try number(v, key)
+                guard n == n.rounded(), n >= 0, n <= 256 else { throw fail(key, "must be a whole number from 0 to 256") }
+                config.workers = Int(n)
+            case "verify_reads":
+                switch try string(v, key) {
+                case "sha256": config.verifyReadsWithSHA256 = true
+                case "checksum": config.verifyReadsWithSHA256 = false
+                case let other: throw fail(key, "unknown mode '\(other)' (sha256, checksum)")
+                }
+            case "compression":
+                guard case .object(let inner) = v else { throw fail(key, "expected an object") }
+                for (k, w) in inner {
+                    let name = "compression.\(k)"
+                    switch k {
+                    case "codec":
+                        switch try string(w, name) {
+                        case "lz4": config.compress = true
+                        case "none": config.compress = false
+                        case let other: throw fail(name, "unknown codec '\(other)' (lz4, none)")
+                        }
+                    case "acceleration":
+                        let n = try number(w, name)
+                        guard n == n.rounded(), n >= 1, n <= 65537 else { throw fail(name, "must be a whole number from 1 to 65537") }
+                        config.acceleration = Int(n)
+                    case "min_savings":
+                        let n = try number(w, name)
+                        guard n >= 0, n < 1 else { throw fail(name, "must be in [0, 1)") }
+                        config.minSavings = n
+                    case "float_filter": config.floatFilter = try filter(w, name)
+                    case "integer_filter": config.integerFilter = try filter(w, name)
+                    default: throw fail(name, "unknown key")
+                    }
+                }
+            default:
+                throw fail(key, "unknown key")
+            }
+        }
+        return config
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

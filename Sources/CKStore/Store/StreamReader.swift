@@ -1,0 +1,95 @@
+/// Reads a safetensors file front to back from a descriptor (a file or a pipe), tracking the
+/// byte offset so that errors can name it.
+struct StreamReader: ~Copyable {
+    let file: FileHandle
+    /// The input's name for messages.
+    let name: String
+    /// Bytes consumed so far.
+    private(set) var offset = 0
+    /// The file size when the input is a regular file (checked up front), else nil.
+    private var knownSize: Int?
+    /// The expected total length once the header is parsed.
+    private var expectedLength = 0
+
+    init(file: consuming FileHandle, name: String) {
+        self.file = file
+        self.name = name
+        if case .success(let st) = Sys.fileStatus("/proc/self/fd/\(self.file.fd)"), st.isRegular {
+            knownSize = st.size
+        }
+    }
+
+    private mutating func read(_ count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(CKStoreError) -> Int {
+        do {
+            let n = try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
+            offset += n
+            return n
+        } catch {
+            throw CKStoreError(.badInput, "\(name): read failed at byte \(offset): \(error)", cause: error)
+        }
+    }
+
+    /// Reads up to `count` bytes into a new array (shorter only at end of input).
+    private mutating func readArray(_ count: Int) throws(CKStoreError) -> [UInt8] {
+        let buffer = ByteBuffer(capacity: count)
+        let n = try read(count, into: buffer.storage)
+        return Array(UnsafeRawBufferPointer(rebasing: buffer.storage[0..<n]))
+    }
+
+    /// Reads and validates the length prefix and header. For a regular file, also checks that
+    /// its size matches what the header describes, before any data is read.
+    mutating func readHeader() throws(CKStoreError) -> SafetensorsHeader {
+        let prefix = try readArray(8)
+        let n = prefix.count
+        guard n == 8 else {
+            throw CKStoreError(.badInput, "\(name): file is \(n) bytes, too short for the 8-byte header length")
+        }
+        let length: Int
+        do {
+            length = try SafetensorsHeader.headerLength(prefix: prefix, fileSize: knownSize)
+        } catch {
+            throw CKStoreError(.badInput, "\(name): \(error)", cause: error)
+        }
+        let headerBytes = try readArray(length)
+        let got = headerBytes.count
+        guard got == length else {
+            throw CKStoreError(.badInput, "\(name): truncated at byte \(8 + got): the header is \(length) bytes")
+        }
+        let header: SafetensorsHeader
+        do {
+            header = try SafetensorsHeader.parse(headerBytes: headerBytes)
+        } catch {
+            throw CKStoreError(.badInput, "\(name): \(error)", cause: error)
+        }
+        expectedLength = header.fileLength
+        if let knownSize, knownSize != expectedLength {
+            if knownSize < expectedLength {
+                let tensor = header.tensors.first { 8 + length + $0.dataEnd > knownSize }
+                throw CKStoreError(
+                    .badInput,
+                    "\(name): truncated: the file is \(knownSize) bytes but its header describes \(expectedLength)"
+                        + (tensor.map { " (tensor '\($0.name)' ends at byte \(8 + length + $0.dataEnd))" } ?? ""))
+            }
+            throw CKStoreError(
+                .badInput, "\(name): \(knownSize - expectedLength) trailing bytes after the data section, from byte \(expectedLength)")
+        }
+        return header
+    }
+
+    /// Reads exactly `count` bytes of `tensor` into `buffer`; a short read is a truncated file.
+    mutating func readExactly(_ count: Int, into buffer: ByteBuffer, tensor: String) throws(CKStoreError) {
+        let n = try read(count, into: buffer.storage)
+        buffer.count = n
+        guard n == count else {
+            throw CKStoreError(.badInput, "\(name): truncated at byte \(offset) inside tensor '\(tensor)' (the header describes \(expectedLength) bytes)")
+        }
+    }
+
+    /// Checks that the input ends exactly where the data section does.
+    mutating func expectEnd() throws(CKStoreError) {
+        let at = offset
+        guard try readArray(1).isEmpty else {
+            throw CKStoreError(.badInput, "\(name): trailing bytes after the data section, from byte \(at)")
+        }
+    }
+}

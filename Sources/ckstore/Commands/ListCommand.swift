@@ -1,0 +1,102 @@
+import CKStore
+
+/// `ckstore ls`: runs, or the snapshots of one run.
+enum ListCommand {
+    static let command = Command(
+        summary: "list runs, or the snapshots of a run",
+        help: """
+            usage: ckstore ls [--run RUN] [--json]
+
+            Without --run: every run with its snapshot count and first and last step.
+            With --run: the run's snapshots (step, digest, logical size, stored size, time)
+            and the metrics recorded for each step.
+            """,
+        run: { (args, globals) throws(CKStoreError) in
+            let run = try args.value("--run")
+            let json = args.flag("--json")
+            _ = try args.positionals(max: 0, names: "")
+            let store = try Store(path: globals.storePath)
+            if let run {
+                try listSnapshots(store: store, run: run, json: json)
+            } else {
+                try listRuns(store: store, json: json)
+            }
+            return 0
+        })
+
+    private static func listRuns(store: Store, json: Bool) throws(CKStoreError) {
+        let runs = try store.runs()
+        if json {
+            Console.json(
+                .object([
+                    (
+                        "runs",
+                        .array(
+                            runs.map { r in
+                                .object([
+                                    ("name", .string(r.name)), ("snapshots", .int(r.snapshotCount)),
+                                    ("first_step", r.firstStep.map { .int($0) } ?? .null),
+                                    ("last_step", r.lastStep.map { .int($0) } ?? .null),
+                                ])
+                            })
+                    )
+                ]))
+            return
+        }
+        if runs.isEmpty {
+            Console.out("no runs")
+            return
+        }
+        var rows = [["RUN", "SNAPSHOTS", "FIRST", "LAST"]]
+        for r in runs {
+            rows.append([r.name, "\(r.snapshotCount)", r.firstStep.map(String.init) ?? "-", r.lastStep.map(String.init) ?? "-"])
+        }
+        Console.table(rows).forEach(Console.out)
+    }
+
+    private static func listSnapshots(store: Store, run: String, json: Bool) throws(CKStoreError) {
+        let snapshots = try store.snapshots(run: run)
+        let stored = try store.storedBytesByStep(run: run)
+        let metrics = try store.metrics(run: run)
+        var metricsByStep: [Int: [MetricRecord]] = [:]
+        for m in metrics { metricsByStep[m.step, default: []].append(m) }
+        if json {
+            func metricJSON(_ list: [MetricRecord]) -> JSONValue {
+                .array(list.map { .object([("variant", .string($0.variant)), ("name", .string($0.name)), ("value", .double($0.value))]) })
+            }
+            Console.json(
+                .object([
+                    ("run", .string(run)),
+                    (
+                        "snapshots",
+                        .array(
+                            snapshots.map { s in
+                                .object([
+                                    ("step", .int(s.step)), ("digest", .string(s.digestString)),
+                                    ("logical_bytes", .int(s.logicalBytes)), ("stored_bytes", .int(stored[s.step] ?? 0)),
+                                    ("tensors", .int(s.tensorCount)), ("created_at", .string(Console.timestamp(s.createdAtMilliseconds))),
+                                    ("metrics", metricJSON(metricsByStep[s.step] ?? [])),
+                                ])
+                            })
+                    ),
+                    ("metrics", metricJSON(metrics)),
+                ]))
+            return
+        }
+        var rows = [["STEP", "DIGEST", "SIZE", "STORED", "CREATED", "METRICS"]]
+        for s in snapshots {
+            let m = (metricsByStep[s.step] ?? []).map { ($0.variant == "raw" ? "" : "\($0.variant):") + "\($0.name)=\($0.value)" }
+            rows.append([
+                "\(s.step)", "sha256:\(s.digest.hex.prefix(12))", Console.bytes(s.logicalBytes), Console.bytes(stored[s.step] ?? 0),
+                Console.timestamp(s.createdAtMilliseconds), m.joined(separator: " "),
+            ])
+        }
+        Console.table(rows).forEach(Console.out)
+        let steps = Set(snapshots.map(\.step))
+        let unattached = metrics.filter { !steps.contains($0.step) }
+        if !unattached.isEmpty {
+            Console.out("metrics at steps without a snapshot:")
+            for m in unattached { Console.out("  \(m.step)  \(m.variant):\(m.name)=\(m.value)") }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import CKStore
+
+/// `ckstore stats`: store-wide totals.
+enum StatsCommand {
+    static let command = Command(
+        summary: "show store totals: logical and stored bytes, dedup and compression",
+        help: """
+            usage: ckstore stats [--json]
+
+            logical bytes   sum of the sizes of every named snapshot (what get would write)
+            stored bytes    blob bytes that snapshots refer to
+            orphan bytes    blob and temporary files no snapshot refers to (freed by gc;
+                            reported apart, so a failed put does not change the stored figure)
+            dedup ratio     logical / distinct raw chunk bytes
+            compression     stored / distinct raw chunk bytes
+            """,
+        run: { (args, globals) throws(CKStoreError) in
+            let json = args.flag("--json")
+            _ = try args.positionals(max: 0, names: "")
+            let store = try Store(path: globals.storePath)
+            let s = try store.statistics()
+            if json {
+                Console.json(
+                    .object([
+                        ("runs", .int(s.runs)), ("snapshots", .int(s.snapshots)), ("logical_bytes", .int(s.logicalBytes)),
+                        ("unique_raw_bytes", .int(s.uniqueRawBytes)), ("stored_bytes", .int(s.storedBytes)),
+                        ("blobs", .int(s.blobCount)), ("orphan_bytes", .int(s.orphanBytes)), ("orphan_blobs", .int(s.orphanBlobs)),
+                        ("dedup_ratio", .double(s.dedupRatio)), ("compression_ratio", .double(s.compressionRatio)),
+                    ]))
+                return 0
+            }
+            Console.table([
+                ["runs", "\(s.runs)"],
+                ["snapshots", "\(s.snapshots)"],
+                ["logical bytes", "\(Console.bytes(s.logicalBytes)) (\(s.logicalBytes))"],
+                ["unique raw bytes", "\(Console.bytes(s.uniqueRawBytes)) (\(s.uniqueRawBytes))"],
+                ["stored bytes", "\(Console.bytes(s.storedBytes)) (\(s.storedBytes)) in \(s.blobCount) blobs"],
+                ["orphan bytes", "\(Console.bytes(s.orphanBytes)) (\(s.orphanBytes)) in \(s.orphanBlobs) files"],
+                ["dedup ratio", Console.format(s.dedupRatio, decimals: 2) + "x"],
+                ["compression", Console.format(s.compressionRatio, decimals: 3) + " of raw"],
+            ]).forEach(Console.out)
+            return 0
+        })
+}
