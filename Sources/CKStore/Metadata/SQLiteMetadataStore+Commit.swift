@@ -80,7 +80,7 @@ extension SQLiteMetadataStore {
     /// Deletes a manifest (and, by cascade, its tensor rows) when no snapshot names it.
     func deleteManifestIfUnreferenced(_ manifestID: Int) throws {
         try db.statement(
-            "DELETE FROM manifests WHERE id = ? AND NOT EXISTS (SELECT 1 FROM snapshots WHERE manifest_id = ?)"
-        ).run([.int(manifestID), .int(manifestID)])
+            "DELETE FROM manifests WHERE id = ? AND NOT EXISTS (SELECT 1 FROM snapshots WHERE manifest_id = ?) AND NOT EXISTS (SELECT 1 FROM derived WHERE manifest_id = ?)"
+        ).run([.int(manifestID), .int(manifestID), .int(manifestID)])
     }
 }

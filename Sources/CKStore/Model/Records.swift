@@ -67,7 +67,10 @@ public struct StoreStatistics: Sendable, Equatable {
     public var storedBytes = 0
     /// Number of blobs snapshots refer to.
     public var blobCount = 0
-    /// Blob files (and temporary files) no snapshot refers to: what `gc` would free.
+    /// Blobs only derived snapshots (cached query results) refer to; gc may drop them.
+    public var derivedBytes = 0
+    public var derivedBlobs = 0
+    /// Blob files (and temporary files) nothing refers to: what `gc` would free.
     public var orphanBytes = 0
     public var orphanBlobs = 0
 

@@ -46,6 +46,15 @@ extension Store {
         try wrapping("compute statistics") {
             var stats = try metadata.statistics()
             let referenced = try referencedChunkHashes()
+            let derivedOnly = try metadata.db.statement(
+                """
+                SELECT count(*), coalesce(sum(stored_size), 0) FROM chunks WHERE id IN (
+                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN derived d ON d.manifest_id = tc.manifest_id)
+                AND id NOT IN (SELECT tc.chunk_id FROM tensor_chunks tc JOIN snapshots s ON s.manifest_id = tc.manifest_id)
+                """
+            ).firstRow { ($0.int(0), $0.int(1)) } ?? (0, 0)
+            stats.derivedBlobs = derivedOnly.0
+            stats.derivedBytes = derivedOnly.1
             try blobs.forEach { id, size in
                 if !referenced.contains(id) {
                     stats.orphanBlobs += 1
@@ -62,13 +71,13 @@ extension Store {
         }
     }
 
-    /// The hashes of the chunks that some snapshot refers to.
+    /// The hashes of the chunks that some snapshot or derived snapshot refers to.
     func referencedChunkHashes() throws -> Set<SHA256Digest> {
         var set = Set<SHA256Digest>()
         try metadata.db.statement(
             """
             SELECT DISTINCT c.hash FROM chunks c JOIN tensor_chunks tc ON tc.chunk_id = c.id
-            WHERE tc.manifest_id IN (SELECT manifest_id FROM snapshots)
+            WHERE tc.manifest_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived)
             """
         ).forEachRow { set.insert(SHA256Digest(bytes: $0.blob(0))!) }
         return set

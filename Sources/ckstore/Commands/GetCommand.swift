@@ -1,30 +1,63 @@
 import CKStore
 
-/// `ckstore get`: write a stored snapshot back out as a safetensors file.
+/// `ckstore get`: write a stored snapshot, or a query's result, as a safetensors file.
 enum GetCommand {
     static let command = Command(
-        summary: "write a snapshot out as a safetensors file",
+        summary: "write a snapshot (or an average of snapshots) as a safetensors file",
         help: """
             usage: ckstore get REF -o FILE|-
+                   ckstore get [--run RUN] (--lawa … | --swa … | --ema …) --at STEP -o FILE|- [--no-cache]
+                   ckstore get --mean REF,REF,… [--weights W,W,…] -o FILE|- [--no-cache]
 
-            Writes the exact bytes that were put (same SHA-256 as the original file). Every
-            chunk is checked on the way out (header, checksum, length, and SHA-256 unless the
-            store's verify_reads is 'checksum'); a missing or damaged blob is exit 3.
-
+            With REF, writes the exact bytes that were put (same SHA-256 as the original file).
             REF is RUN@STEP, RUN@latest, sha256:<64 hex>, or a unique hex prefix of at least 8
-            digits. -o FILE writes atomically (a temporary file renamed into place); -o - writes
-            to standard output.
+            digits.
+
+            With a query, averages the selected snapshots chunk by chunk (Float64 accumulation
+            in ascending step order, one rounding to each tensor's dtype; integer and bool
+            tensors are copied from the newest input) and writes a safetensors file with the
+            newest input's layout and __metadata__ plus ckstore.recipe and ckstore.inputs. The
+            result is cached as a derived snapshot: asking again returns it without recomputing.
+
+            Every chunk read is checked (header, checksum, length, and SHA-256 unless the store's
+            verify_reads is 'checksum'); a missing or damaged blob is exit 3. -o FILE writes
+            atomically (a temporary file renamed into place); -o - writes to standard output.
+
+            \(QueryOptions.help)
+              --no-cache                compute without storing the result
+              --quiet                   no summary on stderr
             """,
         run: { (args, globals) throws(CKStoreError) in
             let short = try args.value("-o")
             let long = try args.value("--output")
             guard let out = short ?? long else { throw args.usage("-o FILE|- is required") }
             let quiet = args.flag("--quiet")
+            let noCache = args.flag("--no-cache")
+            let run = try args.value("--run")
+            let options = try QueryOptions.parse(&args)
+            let target: OutputTarget = out == "-" ? .standardOutput : .file(out)
+            if let query = options.query {
+                _ = try args.positionals(max: 0, names: "")
+                let store = try Store(path: globals.storePath)
+                let plan = try store.plan(query, run: run)
+                let report = try store.materialize(plan, to: target, useCache: !noCache)
+                if !quiet {
+                    let source = report.fromCache ? "from the cache" : "computed from \(plan.inputs.count) inputs"
+                    var line = "\(plan.recipe): \(source), \(Console.bytes(report.bytesOut)) in \(Console.format(report.seconds, decimals: 2)) s"
+                    if let d = report.derivedDigest { line += "; derived sha256:\(d.hex.prefix(12))…" }
+                    Console.err(line)
+                    if !report.copiedTensors.isEmpty {
+                        Console.err("copied from \(plan.inputs.last!.label) (not averaged): \(report.copiedTensors.joined(separator: ", "))")
+                    }
+                }
+                return 0
+            }
+            if noCache { throw args.usage("--no-cache applies to queries only") }
+            if run != nil { throw args.usage("--run applies to queries only (use REF = RUN@STEP)") }
             let refText = try args.positionals(min: 1, max: 1, names: "REF")[0]
-            let ref = try SnapshotRef.parse(refText)
             let store = try Store(path: globals.storePath)
-            let resolved = try store.resolve(ref)
-            let report = try store.restore(resolved, to: out == "-" ? .standardOutput : .file(out))
+            let resolved = try store.resolve(try SnapshotRef.parse(refText))
+            let report = try store.restore(resolved, to: target)
             if !quiet && out != "-" {
                 let mbps = report.seconds > 0 ? Double(report.bytesOut) / report.seconds / 1e6 : 0
                 Console.err(

@@ -6,23 +6,75 @@ enum ListCommand {
         summary: "list runs, or the snapshots of a run",
         help: """
             usage: ckstore ls [--run RUN] [--json]
+                   ckstore ls --derived [--run RUN] [--json]
+                   ckstore ls [--run RUN] (--lawa … | --swa … | --ema … | --mean …) [--json]
 
             Without --run: every run with its snapshot count and first and last step.
             With --run: the run's snapshots (step, digest, logical size, stored size, time)
-            and the metrics recorded for each step.
+            and the metrics recorded for each step (all variants).
+            With --derived: the cached query results (recipe, digest, size, time).
+            With a query: the snapshots the query would read (as `show` does for a query).
+
+            \(QueryOptions.help)
             """,
         run: { (args, globals) throws(CKStoreError) in
             let run = try args.value("--run")
             let json = args.flag("--json")
+            let derived = args.flag("--derived")
+            let options = try QueryOptions.parse(&args)
             _ = try args.positionals(max: 0, names: "")
             let store = try Store(path: globals.storePath)
-            if let run {
+            if let query = options.query {
+                let plan = try store.plan(query, run: run)
+                if json {
+                    Console.json(plan.json(copied: try store.lazyCheckpoint(plan).copiedTensors))
+                } else {
+                    var rows = [["INPUT", "STEP", "DIGEST"]]
+                    for i in plan.inputs { rows.append([i.label, i.step.map(String.init) ?? "-", "sha256:\(i.digest.hex)"]) }
+                    Console.table(rows).forEach(Console.out)
+                }
+                return 0
+            }
+            if derived {
+                try listDerived(store: store, run: run, json: json)
+            } else if let run {
                 try listSnapshots(store: store, run: run, json: json)
             } else {
                 try listRuns(store: store, json: json)
             }
             return 0
         })
+
+    private static func listDerived(store: Store, run: String?, json: Bool) throws(CKStoreError) {
+        let list = try store.derivedSnapshots(run: run)
+        if json {
+            Console.json(
+                .object([
+                    (
+                        "derived",
+                        .array(
+                            list.map { d in
+                                .object([
+                                    ("recipe", .string(d.recipe)), ("run", d.run.map { .string($0) } ?? .null),
+                                    ("digest", .string("sha256:\(d.digest.hex)")), ("logical_bytes", .int(d.logicalBytes)),
+                                    ("inputs", .array(d.inputs.split(separator: ",").map { .string(String($0)) })),
+                                    ("created_at", .string(Console.timestamp(d.createdAtMilliseconds))),
+                                ])
+                            })
+                    )
+                ]))
+            return
+        }
+        if list.isEmpty {
+            Console.out("no derived snapshots")
+            return
+        }
+        var rows = [["RECIPE", "DIGEST", "SIZE", "CREATED"]]
+        for d in list {
+            rows.append([d.recipe, "sha256:\(d.digest.hex.prefix(12))", Console.bytes(d.logicalBytes), Console.timestamp(d.createdAtMilliseconds)])
+        }
+        Console.table(rows).forEach(Console.out)
+    }
 
     private static func listRuns(store: Store, json: Bool) throws(CKStoreError) {
         let runs = try store.runs()

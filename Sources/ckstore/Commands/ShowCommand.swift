@@ -6,12 +6,29 @@ enum ShowCommand {
         summary: "show a snapshot's tensors and metadata",
         help: """
             usage: ckstore show REF [--json]
+                   ckstore show [--run RUN] (--lawa … | --swa … | --ema …) --at STEP [--json]
+                   ckstore show --mean REF,REF,… [--weights W,W,…] [--json]
 
-            Lists the tensors (name, dtype, shape, bytes, chunks) in data-section order and the
-            file's __metadata__. REF is RUN@STEP, RUN@latest, sha256:<64 hex> or a hex prefix.
+            With REF: the tensors (name, dtype, shape, bytes, chunks) in data-section order and
+            the file's __metadata__. REF is RUN@STEP, RUN@latest, sha256:<64 hex> or a hex prefix.
+
+            With a query: what the query would read, without reading it: the recipe, the input
+            steps and digests (oldest first), how they are combined, which tensors would be
+            copied rather than averaged, and whether the result is already cached.
+
+            \(QueryOptions.help)
             """,
         run: { (args, globals) throws(CKStoreError) in
             let json = args.flag("--json")
+            let run = try args.value("--run")
+            let options = try QueryOptions.parse(&args)
+            if let query = options.query {
+                _ = try args.positionals(max: 0, names: "")
+                let store = try Store(path: globals.storePath)
+                try showPlan(store: store, plan: try store.plan(query, run: run), json: json)
+                return 0
+            }
+            if run != nil { throw args.usage("--run applies to queries only (use REF = RUN@STEP)") }
             let refText = try args.positionals(min: 1, max: 1, names: "REF")[0]
             let store = try Store(path: globals.storePath)
             let resolved = try store.resolve(try SnapshotRef.parse(refText))
@@ -49,4 +66,28 @@ enum ShowCommand {
             Console.table(rows).forEach(Console.out)
             return 0
         })
+
+    private static func showPlan(store: Store, plan: QueryPlan, json: Bool) throws(CKStoreError) {
+        let lazy = try store.lazyCheckpoint(plan)
+        let cached = try store.cachedResult(for: plan)
+        if json {
+            guard case .object(var fields) = plan.json(copied: lazy.copiedTensors) else { return }
+            fields.append(("cached", cached.map { .string("sha256:\($0.hex)") } ?? .null))
+            Console.json(.object(fields))
+            return
+        }
+        Console.out("recipe   \(plan.recipe)")
+        switch plan.combination {
+        case .uniform: Console.out("combine  uniform mean of \(plan.inputs.count) inputs")
+        case .weighted(let w): Console.out("combine  weighted mean, weights \(w.map { "\($0)" }.joined(separator: ", "))")
+        case .ema(let d): Console.out("combine  EMA over \(plan.inputs.count) stored snapshots, decay \(d)")
+        }
+        Console.out("cached   " + (cached.map { "yes, sha256:\($0.hex)" } ?? "no"))
+        var rows = [["INPUT", "DIGEST"]]
+        for input in plan.inputs { rows.append([input.label, "sha256:\(input.digest.hex)"]) }
+        Console.table(rows).forEach(Console.out)
+        if !lazy.copiedTensors.isEmpty {
+            Console.out("copied from \(plan.inputs.last!.label) (not averaged): \(lazy.copiedTensors.joined(separator: ", "))")
+        }
+    }
 }

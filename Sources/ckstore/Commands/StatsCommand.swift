@@ -9,6 +9,7 @@ enum StatsCommand {
 
             logical bytes   sum of the sizes of every named snapshot (what get would write)
             stored bytes    blob bytes that snapshots refer to
+            derived bytes   blob bytes only cached query results (derived snapshots) use
             orphan bytes    blob and temporary files no snapshot refers to (freed by gc;
                             reported apart, so a failed put does not change the stored figure)
             dedup ratio     logical / distinct raw chunk bytes
@@ -24,7 +25,8 @@ enum StatsCommand {
                     .object([
                         ("runs", .int(s.runs)), ("snapshots", .int(s.snapshots)), ("logical_bytes", .int(s.logicalBytes)),
                         ("unique_raw_bytes", .int(s.uniqueRawBytes)), ("stored_bytes", .int(s.storedBytes)),
-                        ("blobs", .int(s.blobCount)), ("orphan_bytes", .int(s.orphanBytes)), ("orphan_blobs", .int(s.orphanBlobs)),
+                        ("blobs", .int(s.blobCount)), ("derived_bytes", .int(s.derivedBytes)), ("derived_blobs", .int(s.derivedBlobs)),
+                        ("orphan_bytes", .int(s.orphanBytes)), ("orphan_blobs", .int(s.orphanBlobs)),
                         ("dedup_ratio", .double(s.dedupRatio)), ("compression_ratio", .double(s.compressionRatio)),
                     ]))
                 return 0
@@ -35,6 +37,7 @@ enum StatsCommand {
                 ["logical bytes", "\(Console.bytes(s.logicalBytes)) (\(s.logicalBytes))"],
                 ["unique raw bytes", "\(Console.bytes(s.uniqueRawBytes)) (\(s.uniqueRawBytes))"],
                 ["stored bytes", "\(Console.bytes(s.storedBytes)) (\(s.storedBytes)) in \(s.blobCount) blobs"],
+                ["derived bytes", "\(Console.bytes(s.derivedBytes)) (\(s.derivedBytes)) in \(s.derivedBlobs) blobs (cached averages)"],
                 ["orphan bytes", "\(Console.bytes(s.orphanBytes)) (\(s.orphanBytes)) in \(s.orphanBlobs) files"],
                 ["dedup ratio", Console.format(s.dedupRatio, decimals: 2) + "x"],
                 ["compression", Console.format(s.compressionRatio, decimals: 3) + " of raw"],

@@ -1,0 +1,69 @@
+/// A cached query result.
+public struct DerivedInfo: Sendable, Equatable {
+    /// The canonical recipe.
+    public let recipe: String
+    /// The input digests, oldest first, comma-separated (`sha256:…`).
+    public let inputs: String
+    /// The run, for run-scoped queries.
+    public let run: String?
+    /// The result's digest.
+    public let digest: SHA256Digest
+    /// The result's file size.
+    public let logicalBytes: Int
+    /// When it was computed, in milliseconds since 1970.
+    public let createdAtMilliseconds: Int64
+}
+
+extension SQLiteMetadataStore {
+    /// The digest of the derived snapshot stored under `key`, or nil.
+    func derivedDigest(key: SHA256Digest) throws -> SHA256Digest? {
+        try db.statement("SELECT m.digest FROM derived d JOIN manifests m ON m.id = d.manifest_id WHERE d.key = ?")
+            .firstRow([.blob(key.bytes)]) { SHA256Digest(bytes: $0.blob(0))! }
+    }
+
+    /// Records a derived snapshot (its manifest and the derived row) in one transaction.
+    /// Idempotent: a second commit for the same key keeps the first.
+    func commitDerived(manifest: Manifest, plan: QueryPlan) throws {
+        try db.inTransaction { () throws -> (Connection.TransactionCompletion, Void) in
+            let manifestID = try insertManifestIfNew(manifest, now: nowMilliseconds())
+            var runValue = SQLValue.null
+            if let run = plan.run, let id = try runID(run) { runValue = .int(id) }
+            try db.statement(
+                "INSERT INTO derived (key, recipe, inputs, run_id, manifest_id, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
+            ).run([
+                .blob(plan.cacheKey.bytes), .text(plan.recipe), .text(plan.inputsMetadata), runValue,
+                .int(manifestID), .integer(nowMilliseconds()),
+            ])
+            return (.commit, ())
+        }
+    }
+
+    /// Every derived snapshot (optionally of one run), newest first.
+    func derivedSnapshots(run: String?) throws -> [DerivedInfo] {
+        let sql = """
+            SELECT d.recipe, d.inputs, r.name, m.digest, 8 + length(m.header) + m.data_length, d.created_at
+            FROM derived d JOIN manifests m ON m.id = d.manifest_id LEFT JOIN runs r ON r.id = d.run_id
+            """
+        let map: (Row) throws -> DerivedInfo = { row in
+            DerivedInfo(
+                recipe: row.text(0), inputs: row.text(1), run: row.optionalText(2), digest: SHA256Digest(bytes: row.blob(3))!,
+                logicalBytes: row.int(4), createdAtMilliseconds: Int64(row.int(5)))
+        }
+        if let run {
+            return try db.statement(sql + " WHERE r.name = ? ORDER BY d.created_at DESC, d.id DESC").rows([.text(run)], map)
+        }
+        return try db.statement(sql + " ORDER BY d.created_at DESC, d.id DESC").rows([], map)
+    }
+}
+
+extension Store {
+    /// The derived snapshot cached under `key`, if any.
+    func derivedSnapshot(key: SHA256Digest) throws(CKStoreError) -> SHA256Digest? {
+        try wrapping("look up the derived-snapshot cache") { try metadata.derivedDigest(key: key) }
+    }
+
+    /// The cached query results (optionally of one run), newest first.
+    public func derivedSnapshots(run: String?) throws(CKStoreError) -> [DerivedInfo] {
+        try wrapping("list derived snapshots") { try metadata.derivedSnapshots(run: run) }
+    }
+}

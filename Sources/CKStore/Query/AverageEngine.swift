@@ -1,0 +1,128 @@
+/// One output segment (a chunk of the output) to compute.
+struct AverageJob: Sendable {
+    let tensorIndex: Int
+    let tensor: String
+    let dtype: DType
+    let averaged: Bool
+    /// Each input's pieces covering the segment, oldest input first (copied tensors: newest only).
+    let inputs: [[ChunkPiece]]
+    let inputLabels: [String]
+    let length: Int
+    let output: ByteBuffer
+}
+
+/// A computed segment, and its stored chunk when the result is being cached.
+struct AverageResult: Sendable {
+    let tensorIndex: Int
+    let output: ByteBuffer
+    let stored: ChunkRef?
+    let isNewBlob: Bool
+}
+
+/// Where computed chunks go when the result is cached as a derived snapshot.
+struct CacheTarget: Sendable {
+    let blobs: LocalBlobStore
+    let databasePath: String
+}
+
+/// A worker's state: a chunk reader, a decode scratch buffer, a Float64 accumulator, and
+/// (when caching) its own metadata connection for dedup.
+final class AverageWorker {
+    let reader: ChunkReaderWorker
+    let scratch: ByteBuffer
+    var accumulator: UnsafeMutableBufferPointer<Double>
+    let cacheMetadata: SQLiteMetadataStore?
+
+    init(chunkSize: Int, blobs: LocalBlobStore, settings: BlobCodec.Settings, verify: Bool, cache: CacheTarget?) throws {
+        reader = ChunkReaderWorker(chunkSize: chunkSize, blobs: blobs, settings: settings, verify: verify)
+        scratch = ByteBuffer(capacity: chunkSize)
+        accumulator = .allocate(capacity: 1)
+        cacheMetadata = try cache.map { try SQLiteMetadataStore(path: $0.databasePath, create: false, readOnly: true) }
+    }
+
+    deinit { accumulator.deallocate() }
+
+    /// An accumulator of exactly `lanes` lanes (reallocated only when it must grow).
+    private func accumulatorView(lanes: Int) -> UnsafeMutableBufferPointer<Double> {
+        if accumulator.count < lanes {
+            accumulator.deallocate()
+            accumulator = .allocate(capacity: lanes)
+        }
+        return UnsafeMutableBufferPointer(rebasing: accumulator[0..<lanes])
+    }
+
+    /// Computes one segment into `job.output`.
+    func compute(_ job: AverageJob, combination: Combination) throws(CKStoreError) {
+        job.output.count = job.length
+        guard job.length > 0 else { return }
+        if !job.averaged {
+            var at = 0
+            for piece in job.inputs[job.inputs.count - 1] {
+                try reader.fetch(piece.chunk, tensor: job.tensor, label: job.inputLabels[job.inputs.count - 1], into: scratch)
+                (job.output.storage.baseAddress! + at).copyMemory(from: scratch.storage.baseAddress! + piece.offset, byteCount: piece.length)
+                at += piece.length
+            }
+            return
+        }
+        do {
+            let lanes = try ChunkAccumulator.laneCount(byteCount: job.length, dtype: job.dtype)
+            let acc = accumulatorView(lanes: lanes)
+            for (i, pieces) in job.inputs.enumerated() {
+                var at = 0
+                for piece in pieces {
+                    try reader.fetch(piece.chunk, tensor: job.tensor, label: job.inputLabels[i], into: scratch)
+                    let bytes = UnsafeRawBufferPointer(rebasing: scratch.storage[piece.offset..<(piece.offset + piece.length)])
+                    let first = try ChunkAccumulator.laneCount(byteCount: at, dtype: job.dtype)
+                    let count = try ChunkAccumulator.laneCount(byteCount: piece.length, dtype: job.dtype)
+                    let slice = UnsafeMutableBufferPointer(rebasing: acc[first..<(first + count)])
+                    switch combination {
+                    case .uniform:
+                        if i == 0 {
+                            try ChunkAccumulator.start(from: bytes, dtype: job.dtype, into: slice)
+                        } else {
+                            try ChunkAccumulator.add(bytes, dtype: job.dtype, into: slice)
+                        }
+                    case .weighted(let weights):
+                        if i == 0 {
+                            try ChunkAccumulator.start(from: bytes, dtype: job.dtype, into: slice, weight: weights[i])
+                        } else {
+                            try ChunkAccumulator.add(bytes, dtype: job.dtype, into: slice, weight: weights[i])
+                        }
+                    case .ema(let decay):
+                        if i == 0 {
+                            try ChunkAccumulator.start(from: bytes, dtype: job.dtype, into: slice)
+                        } else {
+                            try ChunkAccumulator.emaStep(bytes, dtype: job.dtype, into: slice, decay: decay)
+                        }
+                    }
+                    at += piece.length
+                }
+            }
+            if case .uniform = combination {
+                ChunkAccumulator.finishMean(acc, divisor: Double(job.inputs.count))
+            }
+            try ChunkAccumulator.encode(UnsafeBufferPointer(acc), dtype: job.dtype, into: job.output.prefix(job.length))
+        } catch let e as CKStoreError {
+            throw e
+        } catch {
+            throw CKStoreError(.badInput, "tensor '\(job.tensor)': cannot average \(job.dtype.rawValue) values: \(error)", cause: error)
+        }
+    }
+
+    /// Hashes the computed segment and, unless a chunk row already has it, encodes and stores
+    /// its blob.
+    func store(_ job: AverageJob, cache: CacheTarget) throws -> (ChunkRef, Bool) {
+        let raw = job.output.bytes
+        let hash = SHA256Digest.hash(raw)
+        if let size = try cacheMetadata?.storedSize(ofChunk: hash) {
+            return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: size), false)
+        }
+        let encoded = try reader.codec.encode(raw, dtype: job.dtype)
+        let codec = reader.codec
+        let isNew = try cache.blobs.put(hash, bytes: encoded.bytes) { existing in
+            let check = ByteBuffer(capacity: raw.count)
+            return (try? codec.decode(existing, into: check, expected: hash)) == raw.count
+        }
+        return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: encoded.bytes.count), isNew)
+    }
+}

@@ -1,0 +1,142 @@
+/// What materializing a query did.
+public struct AverageReport: Sendable {
+    /// The plan that was run.
+    public let plan: QueryPlan
+    /// True when the result came from the derived-snapshot cache.
+    public let fromCache: Bool
+    /// The derived snapshot's digest (nil with `--no-cache` on a miss).
+    public let derivedDigest: SHA256Digest?
+    /// Tensors copied from the newest input rather than averaged.
+    public let copiedTensors: [String]
+    /// Bytes written to the output.
+    public let bytesOut: Int
+    /// Wall time in seconds.
+    public let seconds: Double
+}
+
+extension Store {
+    /// Computes a query's result and writes it to `target` (nil: compute and cache only).
+    ///
+    /// The result is computed chunk by chunk: for each output chunk, the matching chunk of every
+    /// input is read, decoded and accumulated in Float64, then rounded once to the tensor's
+    /// dtype. Workers compute chunks in parallel; chunks are written in order, so the output
+    /// streams out before all inputs are read and memory stays bounded by the chunk size times
+    /// the number of inputs in flight, whatever the model size.
+    ///
+    /// With `useCache`, a stored derived snapshot for the same recipe and input digests is
+    /// returned without recomputing; on a miss the result is stored as one (its blobs durable
+    /// before its rows are committed).
+    public func materialize(_ plan: QueryPlan, to target: OutputTarget?, useCache: Bool = true) throws(CKStoreError) -> AverageReport {
+        let start = nowMilliseconds()
+        func report(fromCache: Bool, digest: SHA256Digest?, copied: [String], bytes: Int) -> AverageReport {
+            AverageReport(
+                plan: plan, fromCache: fromCache, derivedDigest: digest, copiedTensors: copied, bytesOut: bytes,
+                seconds: Double(nowMilliseconds() - start) / 1000)
+        }
+        if useCache, let cached = try derivedSnapshot(key: plan.cacheKey) {
+            let layoutCopied = try AverageLayout(plan: plan, store: self).copiedTensors
+            var bytes = 0
+            if let target {
+                bytes = try restore(ResolvedRef(digest: cached, snapshot: nil), to: target).bytesOut
+            }
+            return report(fromCache: true, digest: cached, copied: layoutCopied, bytes: bytes)
+        }
+        return try withLock(exclusive: false) { () throws(CKStoreError) -> AverageReport in
+            let layout = try AverageLayout(plan: plan, store: self)
+            let header = layout.outputHeader(plan: plan)
+            let output = try target.map { (t) throws(CKStoreError) in try OutputWriter(t) }
+            try output?.write(SafetensorsHeader.lengthPrefix(header.count))
+            try output?.write(header)
+            let cache = useCache ? CacheTarget(blobs: blobs, databasePath: "\(path)/\(Store.databaseName)") : nil
+            var chunkLists: [[ChunkRef]] = Array(repeating: [], count: layout.tensors.count)
+            try computeAverage(plan: plan, layout: layout, tensorIndices: Array(layout.tensors.indices), cache: cache) {
+                (result) throws(CKStoreError) in
+                try output?.write(result.output.bytes)
+                if let stored = result.stored { chunkLists[result.tensorIndex].append(stored) }
+            }
+            var digest: SHA256Digest?
+            if cache != nil {
+                let tensors = layout.tensors.enumerated().map { i, t in TensorEntry(info: t.info, chunks: chunkLists[i]) }
+                let manifest = Manifest(headerBytes: header, dataLength: layout.manifests.last!.dataLength, tensors: tensors)
+                try wrapping("store the derived snapshot for \(plan.recipe)") {
+                    try blobs.syncNamespace()
+                    try metadata.commitDerived(manifest: manifest, plan: plan)
+                }
+                digest = manifest.digest
+            }
+            try output?.commit()
+            return report(fromCache: false, digest: digest, copied: layout.copiedTensors, bytes: output?.bytesWritten ?? 0)
+        }
+    }
+
+    /// Runs the averaging pipeline over the given output tensors, delivering computed segments
+    /// in order.
+    func computeAverage(
+        plan: QueryPlan, layout: AverageLayout, tensorIndices: [Int], cache: CacheTarget?,
+        deliver body: (AverageResult) throws(CKStoreError) -> Void
+    ) throws(CKStoreError) {
+        let chunkSize = configuration.chunkSize
+        let maxInputChunk = layout.manifests.flatMap { $0.tensors.flatMap { $0.chunks.map(\.rawSize) } }.max() ?? 0
+        let bufferSize = max(chunkSize, maxInputChunk)
+        let blobs = self.blobs
+        let settings = configuration.codecSettings
+        let verify = configuration.verifyReadsWithSHA256
+        let workers = configuration.effectiveWorkers
+        let combination = plan.combination
+        let labels = plan.inputs.map(\.label)
+        let pipeline = OrderedPipeline<AverageJob, AverageResult, AverageWorker>(
+            workers: workers, capacity: workers * 2,
+            makeState: { try AverageWorker(chunkSize: bufferSize, blobs: blobs, settings: settings, verify: verify, cache: cache) },
+            process: { worker, job in
+                try worker.compute(job, combination: combination)
+                guard let cache else { return AverageResult(tensorIndex: job.tensorIndex, output: job.output, stored: nil, isNewBlob: false) }
+                let (ref, isNew) = try worker.store(job, cache: cache)
+                return AverageResult(tensorIndex: job.tensorIndex, output: job.output, stored: ref, isNewBlob: isNew)
+            })
+        defer { pipeline.shutdown() }
+        var pool: [ByteBuffer] = []
+        var failure: CKStoreError?
+        let deliver: (AverageResult) throws -> Void = { result in
+            do throws(CKStoreError) {
+                try body(result)
+            } catch {
+                failure = error
+                throw error
+            }
+            pool.append(result.output)
+        }
+        do {
+            for index in tensorIndices {
+                let tensor = layout.tensors[index]
+                let granule = tensor.info.dtype.byteGranule
+                let step = max(granule, chunkSize - chunkSize % granule)
+                var offset = 0
+                while offset < tensor.info.byteCount {
+                    let length = min(step, tensor.info.byteCount - offset)
+                    let inputs: [[ChunkPiece]] =
+                        tensor.averaged
+                        ? tensor.inputChunks.map { pieces(of: $0, start: offset, length: length) }
+                        : [[ChunkPiece]](repeating: [], count: tensor.inputChunks.count - 1)
+                            + [pieces(of: tensor.inputChunks[tensor.inputChunks.count - 1], start: offset, length: length)]
+                    let buffer = pool.popLast() ?? ByteBuffer(capacity: bufferSize)
+                    let job = AverageJob(
+                        tensorIndex: index, tensor: tensor.info.name, dtype: tensor.info.dtype, averaged: tensor.averaged,
+                        inputs: inputs, inputLabels: labels, length: length, output: buffer)
+                    try pipeline.submit(job, deliver: deliver)
+                    offset += length
+                }
+            }
+            try pipeline.drain(deliver)
+        } catch {
+            pipeline.cancel()
+            throw failure ?? CKStoreError.wrap(error, context: plan.recipe)
+        }
+    }
+}
+
+extension Store {
+    /// The derived snapshot already cached for a plan, if any.
+    public func cachedResult(for plan: QueryPlan) throws(CKStoreError) -> SHA256Digest? {
+        try derivedSnapshot(key: plan.cacheKey)
+    }
+}
