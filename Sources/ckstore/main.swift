@@ -28,6 +28,9 @@ let commands: [(String, Command)] = [
     ("ls", ListCommand.command),
     ("show", ShowCommand.command),
     ("stats", StatsCommand.command),
+    ("metric", MetricCommand.command),
+    ("watch", WatchCommand.command),
+    ("plot", PlotCommand.command),
 ]
 
 let mainHelp = """

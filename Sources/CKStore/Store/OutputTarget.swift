@@ -12,16 +12,16 @@ public enum OutputTarget: Sendable {
 
 /// An output being written: owns the descriptor and, for files, the temporary name, which is
 /// removed unless `commit()` renames it into place.
-final class OutputWriter {
+public final class OutputWriter {
     private var handle: FileHandle?
     private let temporaryPath: String?
     private let finalPath: String?
     private var committed = false
     /// Bytes written so far.
-    private(set) var bytesWritten = 0
+    public private(set) var bytesWritten = 0
 
     /// Opens the target for writing.
-    init(_ target: OutputTarget) throws(CKStoreError) {
+    public init(_ target: OutputTarget) throws(CKStoreError) {
         switch target {
         case .standardOutput:
             handle = FileHandle(adopting: dup(1), path: "<stdout>")
@@ -47,7 +47,7 @@ final class OutputWriter {
     }
 
     /// Appends bytes.
-    func write(_ bytes: UnsafeRawBufferPointer) throws(CKStoreError) {
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(CKStoreError) {
         do {
             try handle!.writeAll(bytes)
             bytesWritten += bytes.count
@@ -57,7 +57,7 @@ final class OutputWriter {
     }
 
     /// Appends bytes.
-    func write(_ bytes: [UInt8]) throws(CKStoreError) {
+    public func write(_ bytes: [UInt8]) throws(CKStoreError) {
         var failure: CKStoreError?
         bytes.withUnsafeBytes { p in
             do throws(CKStoreError) { try write(p) } catch { failure = error }
@@ -67,7 +67,7 @@ final class OutputWriter {
 
     /// Closes the output; for a file, renames the temporary file into place.
     /// - Parameter sync: fsync the file first (off by default: the store still holds the data).
-    func commit(sync: Bool = false) throws(CKStoreError) {
+    public func commit(sync: Bool = false) throws(CKStoreError) {
         guard let h = handle.take() else { return }
         do {
             if sync { try h.sync() }
