@@ -31,6 +31,9 @@ let commands: [(String, Command)] = [
     ("metric", MetricCommand.command),
     ("watch", WatchCommand.command),
     ("plot", PlotCommand.command),
+    ("rm", RemoveCommand.command),
+    ("gc", GCCommand.command),
+    ("fsck", FsckCommand.command),
 ]
 
 let mainHelp = """

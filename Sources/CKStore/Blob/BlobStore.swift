@@ -22,6 +22,9 @@ protocol BlobStore: Sendable {
     /// Reads the blob into `buffer` (resized as needed) and returns its size.
     func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int
 
+    /// The first `count` bytes of the blob (fewer if it is shorter) and its size.
+    func readPrefix(_ id: SHA256Digest, count: Int) throws -> (bytes: [UInt8], size: Int)
+
     /// The blob's stored size, or nil when absent.
     func size(of id: SHA256Digest) throws -> Int?
 

@@ -113,6 +113,20 @@ final class LocalBlobStore: BlobStore {
         }
     }
 
+    func readPrefix(_ id: SHA256Digest, count: Int) throws -> (bytes: [UInt8], size: Int) {
+        do {
+            let file = try FileHandle.openForReading(path(for: id))
+            let size = try file.size()
+            var bytes = [UInt8](repeating: 0, count: count)
+            let n = try bytes.withUnsafeMutableBytes { try file.pread(into: $0, at: 0) }
+            return (Array(bytes[0..<n]), size)
+        } catch let e as SystemError where e.isNotFound {
+            throw BlobStoreError.notFound(id)
+        } catch {
+            throw BlobStoreError.io(error as? SystemError ?? SystemError(call: "read", path: path(for: id), errno: 5))
+        }
+    }
+
     func size(of id: SHA256Digest) throws -> Int? {
         switch Sys.fileStatus(path(for: id)) {
         case .success(let st): return st.size

@@ -146,10 +146,15 @@ final class Connection {
         return outcome.1
     }
 
+    /// True while a transaction is open on this connection (`sqlite3_get_autocommit` is 0).
+    var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
     /// Runs a read-only `body` inside one deferred transaction, so that all of its reads see
     /// one consistent snapshot of the database (WAL readers are not blocked by writers).
+    /// Inside an open transaction, `body` simply joins it.
     func readTransaction<T>(_ body: () throws -> T) throws -> T {
-        try inTransaction(immediate: false) { (.commit, try body()) }
+        if isInTransaction { return try body() }
+        return try inTransaction(immediate: false) { (.commit, try body()) }
     }
 }
 

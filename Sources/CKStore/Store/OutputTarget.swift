@@ -28,6 +28,18 @@ public final class OutputWriter {
             temporaryPath = nil
             finalPath = nil
         case .file(let path):
+            if case .success(let st) = Sys.fileStatus(path), !st.isRegular {
+                // A device or FIFO (/dev/null, a named pipe): write to it directly; renaming a
+                // temporary file over it would replace the device.
+                do {
+                    handle = try FileHandle(path: path, flags: O_WRONLY)
+                } catch {
+                    throw CKStoreError(.environment, "cannot write \(path): \(error)", cause: error)
+                }
+                temporaryPath = nil
+                finalPath = path
+                return
+            }
             let slash = path.lastIndex(of: "/")
             let dir = slash.map { String(path[..<$0]) } ?? "."
             let base = slash.map { String(path[path.index(after: $0)...]) } ?? path

@@ -1,0 +1,191 @@
+/// One problem `fsck` found.
+public struct IntegrityProblem: Sendable, Equatable, CustomStringConvertible {
+    /// What is affected: a blob, a manifest/snapshot, or the database.
+    public let subject: String
+    /// What is wrong.
+    public let detail: String
+    public var description: String { "\(subject): \(detail)" }
+}
+
+/// The result of `fsck`.
+public struct IntegrityReport: Sendable {
+    /// Problems that break a *must* invariant (exit 3).
+    public var problems: [IntegrityProblem] = []
+    /// Harmless findings (orphan blobs, temporary files) that `gc` cleans up.
+    public var notes: [String] = []
+    /// What was checked.
+    public var chunksChecked = 0
+    public var manifestsChecked = 0
+    public var blobsDecoded = 0
+}
+
+extension Store {
+    /// Checks the store's invariants (docs/FORMAT.md) and lists every violation.
+    ///
+    /// The structural check verifies the database (`PRAGMA integrity_check`, foreign keys),
+    /// every manifest's rows against its stored header and digest, and every chunk row against
+    /// its blob file's header and size. With `full`, every blob is also read, decoded and
+    /// re-hashed. Nothing is repaired.
+    public func check(full: Bool) throws(CKStoreError) -> IntegrityReport {
+        try withLock(exclusive: false) { () throws(CKStoreError) -> IntegrityReport in
+            try wrapping("fsck") { try runCheck(full: full) }
+        }
+    }
+
+    private func runCheck(full: Bool) throws -> IntegrityReport {
+        var report = IntegrityReport()
+        let db = metadata.db
+        try db.readTransaction {
+            let integrity = try db.statement("PRAGMA integrity_check").rows { $0.text(0) }
+            if integrity != ["ok"] {
+                for line in integrity.prefix(20) { report.problems.append(IntegrityProblem(subject: "database", detail: line)) }
+            }
+            try db.statement("PRAGMA foreign_key_check").forEachRow { row in
+                report.problems.append(
+                    IntegrityProblem(subject: "database", detail: "table \(row.text(0)) row \(row.int(1)) refers to a missing \(row.text(2)) row"))
+            }
+            try checkManifests(&report)
+            try checkChunks(&report, full: full)
+        }
+        return report
+    }
+
+    /// Every manifest: its tensor and chunk rows agree with the stored header, are contiguous,
+    /// and hash back to the stored digest.
+    private func checkManifests(_ report: inout IntegrityReport) throws {
+        let db = metadata.db
+        let rows = try db.statement("SELECT digest FROM manifests ORDER BY id").rows { SHA256Digest(bytes: $0.blob(0))! }
+        var names: [SHA256Digest: String] = [:]
+        try db.statement(
+            "SELECT m.digest, r.name, s.step FROM snapshots s JOIN runs r ON r.id = s.run_id JOIN manifests m ON m.id = s.manifest_id"
+        ).forEachRow { names[SHA256Digest(bytes: $0.blob(0))!] = "\($0.text(1))@\($0.int(2))" }
+        for digest in rows {
+            report.manifestsChecked += 1
+            let subject = (names[digest].map { "\($0) (sha256:\(digest.hex))" }) ?? "manifest sha256:\(digest.hex)"
+            let manifest: Manifest
+            do {
+                guard let m = try metadata.manifest(digest) else { continue }
+                manifest = m
+            } catch let e as CKStoreError {
+                report.problems.append(IntegrityProblem(subject: subject, detail: e.message))
+                continue
+            }
+            guard let header = try? SafetensorsHeader.parse(headerBytes: manifest.headerBytes) else {
+                report.problems.append(IntegrityProblem(subject: subject, detail: "stored header does not parse"))
+                continue
+            }
+            if header.dataLength != manifest.dataLength {
+                report.problems.append(
+                    IntegrityProblem(subject: subject, detail: "data length \(manifest.dataLength) disagrees with the header (\(header.dataLength))"))
+            }
+            if header.tensors != manifest.tensors.map(\.info) {
+                let bad = zip(header.tensors, manifest.tensors).first { $0.0 != $0.1.info }
+                report.problems.append(
+                    IntegrityProblem(
+                        subject: subject,
+                        detail: "tensor rows disagree with the stored header" + (bad.map { " at tensor '\($0.1.info.name)'" } ?? "")))
+            }
+            let recomputed = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: manifest.tensors)
+            if recomputed.digest != digest {
+                report.problems.append(IntegrityProblem(subject: subject, detail: "rows hash to sha256:\(recomputed.digest.hex), not the stored digest"))
+            }
+        }
+    }
+
+    /// Every chunk row: its blob exists with a valid header, the recorded size and raw length;
+    /// with `full`, it decodes and hashes to its name. Blob files without a row are noted.
+    private func checkChunks(_ report: inout IntegrityReport, full: Bool) throws {
+        let chunks = try metadata.db.statement("SELECT hash, raw_size, stored_size FROM chunks ORDER BY hash").rows {
+            (SHA256Digest(bytes: $0.blob(0))!, $0.int(1), $0.int(2))
+        }
+        var users: [SHA256Digest: String] = [:]
+        try metadata.db.statement(
+            """
+            SELECT c.hash, coalesce(r.name || '@' || s.step, 'sha256:' || lower(hex(m.digest))), t.name
+            FROM tensor_chunks tc JOIN chunks c ON c.id = tc.chunk_id JOIN manifests m ON m.id = tc.manifest_id
+            JOIN tensors t ON t.manifest_id = tc.manifest_id AND t.position = tc.position
+            LEFT JOIN snapshots s ON s.manifest_id = m.id LEFT JOIN runs r ON r.id = s.run_id
+            """
+        ).forEachRow { row in
+            let id = SHA256Digest(bytes: row.blob(0))!
+            if users[id] == nil { users[id] = "\(row.text(1)) tensor '\(row.text(2))'" }
+        }
+        let reader = ChunkReaderWorker(
+            chunkSize: max(configuration.chunkSize, chunks.map(\.1).max() ?? 0), blobs: blobs, settings: configuration.codecSettings,
+            verify: true)
+        let decoded = ByteBuffer(capacity: max(configuration.chunkSize, chunks.map(\.1).max() ?? 0))
+        var known = Set<SHA256Digest>()
+        for (hash, rawSize, storedSize) in chunks {
+            known.insert(hash)
+            report.chunksChecked += 1
+            let subject = "blob \(hash.hex)" + (users[hash].map { " (used by \($0))" } ?? "")
+            guard let size = try blobs.size(of: hash) else {
+                report.problems.append(IntegrityProblem(subject: subject, detail: "missing"))
+                continue
+            }
+            if size != storedSize {
+                report.problems.append(IntegrityProblem(subject: subject, detail: "is \(size) bytes, expected \(storedSize)"))
+                continue
+            }
+            if full {
+                if let message = fetchProblem(reader, ChunkRef(hash: hash, rawSize: rawSize, storedSize: storedSize), decoded) {
+                    report.problems.append(IntegrityProblem(subject: subject, detail: message))
+                } else {
+                    report.blobsDecoded += 1
+                }
+                continue
+            }
+            let prefix = try blobs.readPrefix(hash, count: BlobHeader.size)
+            if let problem = headerProblem(prefix.bytes, size: prefix.size, rawSize: rawSize) {
+                report.problems.append(IntegrityProblem(subject: subject, detail: problem))
+            }
+        }
+        var orphans = 0
+        var orphanBytes = 0
+        try blobs.forEach { id, size in
+            if !known.contains(id) {
+                orphans += 1
+                orphanBytes += size
+            }
+        }
+        let temporary = blobs.temporaryFiles()
+        if orphans > 0 { report.notes.append("\(orphans) orphan blob(s), \(orphanBytes) bytes, no chunk row refers to (gc removes them)") }
+        if !temporary.isEmpty { report.notes.append("\(temporary.count) temporary file(s) from interrupted writes (gc removes them)") }
+    }
+}
+
+/// Why a blob failed to decode and re-hash, or nil when it is good.
+private func fetchProblem(_ reader: ChunkReaderWorker, _ chunk: ChunkRef, _ into: ByteBuffer) -> String? {
+    do {
+        try reader.fetch(chunk, tensor: "-", label: "fsck", into: into)
+        return nil
+    } catch {
+        let message = error.message
+        return message.components(separatedBy: "blob \(chunk.hash.hex) ").last ?? message
+    }
+}
+
+/// Why a blob's header is invalid or disagrees with its row, or nil.
+private func headerProblem(_ bytes: [UInt8], size: Int, rawSize: Int) -> String? {
+    let result = bytes.withUnsafeBytes { BlobHeader.decode($0, fileSize: size) }
+    switch result {
+    case .failure(let p):
+        return "bad header at \(p)"
+    case .success(let h):
+        return h.rawLength == rawSize ? nil : "header raw length \(h.rawLength), expected \(rawSize)"
+    }
+}
+
+extension String {
+    /// Splits on a separator string (a small helper to avoid Foundation).
+    func components(separatedBy separator: String) -> [String] {
+        var parts: [String] = []
+        var rest = Substring(self)
+        while let r = rest.firstRange(of: separator) {
+            parts.append(String(rest[..<r.lowerBound]))
+            rest = rest[r.upperBound...]
+        }
+        parts.append(String(rest))
+        return parts
+    }
+}
