@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,6 +49,12 @@ private struct IngestResult: Sendable {
     let rawSize: Int
     let storedSize: Int
     let isNew: Bool
+}
+
+/// The blobs a put has created, recorded by the workers as they write them (so that a failed
+/// put can remove them even when their results were never delivered).
+private final class CreatedBlobs: Sendable {
+    let hashes = Mutex<[SHA256Digest]>([])
 }
 
 /// A worker's private state: its codec scratch buffers and its own read-only metadata
@@ -121,6 +128,8 @@ extension Store {
         let blobs = self.blobs
         let settings = config.codecSettings
         let workers = config.effectiveWorkers
+        let created = CreatedBlobs()
+        defer { written = created.hashes.withLock { $0 } }
         let pipeline = OrderedPipeline<IngestJob, IngestResult, IngestWorker>(
             workers: workers, capacity: workers * 2,
             makeState: {
@@ -140,6 +149,7 @@ extension Store {
                     let scratch = ByteBuffer(capacity: raw.count)
                     return (try? codec.decode(existing, into: scratch, expected: hash)) == raw.count
                 }
+                if isNew { created.hashes.withLock { $0.append(hash) } }
                 return IngestResult(buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: encoded.bytes.count, isNew: isNew)
             })
         defer { pipeline.shutdown() }
@@ -152,7 +162,6 @@ extension Store {
         var newChunks = 0
         var dedupHits = 0
         var bytesStored = 0
-        var newHashes: [SHA256Digest] = []
         let deliver: (IngestResult) -> Void = { result in
             chunkLists[tensorOfResult[delivered]].append((result.hash, result.rawSize))
             delivered += 1
@@ -160,7 +169,6 @@ extension Store {
             if result.isNew {
                 newChunks += 1
                 bytesStored += result.storedSize
-                newHashes.append(result.hash)
             } else {
                 dedupHits += 1
             }
@@ -184,10 +192,9 @@ extension Store {
             try pipeline.drain(deliver)
         } catch {
             pipeline.cancel()
-            written = newHashes
+            pipeline.shutdown()  // wait for jobs in flight: their blobs must be known before cleanup
             throw CKStoreError.wrap(error, context: "put \(run)@\(step)")
         }
-        written = newHashes
         let tensors = header.tensors.enumerated().map { (index, info) in
             TensorEntry(
                 info: info,
