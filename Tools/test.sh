@@ -30,5 +30,5 @@ fi
 swift build --build-tests
 swift test --skip-build
 if [ -d Tests/python ]; then
-    CKSTORE_BIN="$(swift build --show-bin-path)/ckstore" python3 -m pytest -q Tests/python
+    CKSTORE_BIN="$(swift build --show-bin-path)/ckstore" python3 -m pytest -q Tests/python Tests/reference
 fi
