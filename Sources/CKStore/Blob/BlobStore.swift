@@ -22,6 +22,10 @@ protocol BlobStore: Sendable {
     /// Reads the blob into `buffer` (resized as needed) and returns its size.
     func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int
 
+    /// Calls `body` with the blob's bytes. Backends that can map files do so (no copy);
+    /// `scratch` is used (and grown) otherwise. The bytes are valid only inside `body`.
+    func withBytes<T>(of id: SHA256Digest, scratch: inout ByteBuffer, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T
+
     /// The first `count` bytes of the blob (fewer if it is shorter) and its size.
     func readPrefix(_ id: SHA256Digest, count: Int) throws -> (bytes: [UInt8], size: Int)
 

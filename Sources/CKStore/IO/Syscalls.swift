@@ -135,6 +135,17 @@ enum Sys {
         retrying("rmdir", path) { Glibc.rmdir(path) }
     }
 
+    /// `syncfs(2)`: flushes the whole file system holding `fd`.
+    static func syncFileSystem(_ fd: Int32, path: String?) -> Result<Int32, SystemError> {
+        retrying("syncfs", path) { c_syncfs(fd) }
+    }
+
+    /// `sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)`: starts writeback of the file's dirty
+    /// pages without waiting. Advisory: failures are ignored by callers (fsync follows).
+    static func startWriteback(_ fd: Int32) -> Result<Int32, SystemError> {
+        retrying("sync_file_range", nil) { c_sync_file_range(fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */) }
+    }
+
     static func lock(_ fd: Int32, _ operation: Int32, path: String?) -> Result<Int32, SystemError> {
         retrying("flock", path) { flock(fd, operation) }
     }
@@ -153,3 +164,11 @@ enum Sys {
         return .success(names)
     }
 }
+
+// Linux calls that the Glibc module does not export (they need _GNU_SOURCE); both take plain
+// integer arguments, so binding them by symbol name is safe.
+@_silgen_name("syncfs")
+private func c_syncfs(_ fd: Int32) -> Int32
+
+@_silgen_name("sync_file_range")
+private func c_sync_file_range(_ fd: Int32, _ offset: Int64, _ count: Int64, _ flags: UInt32) -> Int32

@@ -80,7 +80,7 @@ extension Store {
         let bufferSize = max(chunkSize, maxInputChunk)
         let blobs = self.blobs
         let settings = configuration.codecSettings
-        let verify = configuration.verifyReadsWithSHA256
+        let verify = verifiesSHA256OnRead
         let workers = configuration.effectiveWorkers
         let combination = plan.combination
         let labels = plan.inputs.map(\.label)

@@ -23,13 +23,16 @@ final class ChunkReaderWorker {
     /// - Throws: `.integrity` naming `label`, the tensor, the blob and the byte offset.
     func fetch(_ chunk: ChunkRef, tensor: String, label: String, into buffer: ByteBuffer) throws(CKStoreError) {
         do {
-            let size = try blobs.read(chunk.hash, into: &fileBuffer)
-            guard size == chunk.storedSize else {
-                throw CKStoreError(
-                    .integrity,
-                    "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is \(size) bytes, expected \(chunk.storedSize)")
+            let codec = self.codec
+            let verify = self.verify
+            let n = try blobs.withBytes(of: chunk.hash, scratch: &fileBuffer) { file throws -> Int in
+                guard file.count == chunk.storedSize else {
+                    throw CKStoreError(
+                        .integrity,
+                        "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is \(file.count) bytes, expected \(chunk.storedSize)")
+                }
+                return try codec.decode(file, into: buffer, expected: verify ? chunk.hash : nil)
             }
-            let n = try codec.decode(fileBuffer.bytes, into: buffer, expected: verify ? chunk.hash : nil)
             guard n == chunk.rawSize else {
                 throw CKStoreError(
                     .integrity, "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) decodes to \(n) bytes, expected \(chunk.rawSize)")
@@ -80,7 +83,7 @@ extension Store {
         let chunkSize = max(configuration.chunkSize, manifest.tensors.flatMap(\.chunks).map(\.rawSize).max() ?? 0)
         let blobs = self.blobs
         let settings = configuration.codecSettings
-        let verify = configuration.verifyReadsWithSHA256
+        let verify = verifiesSHA256OnRead
         let workers = configuration.effectiveWorkers
         let pipeline = OrderedPipeline<ChunkFetch, ByteBuffer, ChunkReaderWorker>(
             workers: workers, capacity: workers * 2,

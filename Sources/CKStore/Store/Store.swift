@@ -21,6 +21,12 @@ public final class Store {
     let metadata: SQLiteMetadataStore
     let blobs: LocalBlobStore
     private let lockFile: FileHandle
+    /// Re-hash every chunk read with SHA-256 even when the store's `verify_reads` is
+    /// `checksum` (`get --verify`).
+    public var forceSHA256Verification = false
+
+    /// Whether reads re-hash decoded chunks with SHA-256.
+    var verifiesSHA256OnRead: Bool { forceSHA256Verification || configuration.verifyReadsWithSHA256 }
     /// The name of the metadata database inside the store.
     static let databaseName = "ckstore.db"
 
@@ -45,7 +51,7 @@ public final class Store {
             "integer_filter": "byteshuffle"
           },
           "workers": 0,
-          "verify_reads": "sha256"
+          "verify_reads": "checksum"
         }
 
         """
@@ -104,7 +110,13 @@ public final class Store {
         metadata = try wrapping("cannot open the store at \(path)") {
             try SQLiteMetadataStore(path: "\(path)/\(Store.databaseName)", create: false)
         }
-        blobs = LocalBlobStore(root: "\(path)/objects")
+        let mode: LocalBlobStore.SyncMode =
+            switch configuration.syncMode {
+            case "each": .eachBlob
+            case "syncfs": .fileSystem
+            default: .batch
+            }
+        blobs = LocalBlobStore(root: "\(path)/objects", syncMode: mode)
         do {
             lockFile = try FileHandle(path: "\(path)/lock", flags: O_RDWR | O_CREAT, mode: 0o644)
         } catch let e where e.isReadOnly {

@@ -16,11 +16,15 @@ public struct StoreConfiguration: Sendable, Equatable {
     public var workers: Int
     /// Re-hash decoded chunks with SHA-256 on every read.
     public var verifyReadsWithSHA256: Bool
+    /// How new blobs are made durable before the metadata commit: "batch" (start writeback
+    /// at once, fsync each blob before the commit), "each" (fsync in the writing worker), or
+    /// "syncfs" (one syncfs(2) of the file system).
+    public var syncMode: String = "batch"
 
     /// The defaults (the same as Config/ckstore.json).
     public static let `default` = StoreConfiguration(
         chunkSize: 4 << 20, compress: true, acceleration: 1, minSavings: 0.03, floatFilter: .bitShuffle,
-        integerFilter: .byteShuffle, workers: 0, verifyReadsWithSHA256: true)
+        integerFilter: .byteShuffle, workers: 0, verifyReadsWithSHA256: false)
 
     /// The number of worker threads to run.
     public var effectiveWorkers: Int {
@@ -74,6 +78,10 @@ public struct StoreConfiguration: Sendable, Equatable {
                 let n = try number(v, key)
                 guard n == n.rounded(), n >= 0, n <= 256 else { throw fail(key, "must be a whole number from 0 to 256") }
                 config.workers = Int(n)
+            case "sync":
+                let mode = try string(v, key)
+                guard ["batch", "each", "syncfs"].contains(mode) else { throw fail(key, "unknown mode '\(mode)' (batch, each, syncfs)") }
+                config.syncMode = mode
             case "verify_reads":
                 switch try string(v, key) {
                 case "sha256": config.verifyReadsWithSHA256 = true

@@ -19,12 +19,14 @@ enum GetCommand {
             newest input's layout and __metadata__ plus ckstore.recipe and ckstore.inputs. The
             result is cached as a derived snapshot: asking again returns it without recomputing.
 
-            Every chunk read is checked (header, checksum, length, and SHA-256 unless the store's
-            verify_reads is 'checksum'); a missing or damaged blob is exit 3. -o FILE writes
+            Every chunk read is checked (header bounds, XXH64 checksum of the stored bytes, decoded
+            length; with --verify or verify_reads "sha256" also the SHA-256 of the decoded bytes
+            against the chunk's name); a missing or damaged blob is exit 3. -o FILE writes
             atomically (a temporary file renamed into place); -o - writes to standard output.
 
             \(QueryOptions.help)
               --no-cache                compute without storing the result
+              --verify                  also re-hash every chunk read with SHA-256
               --quiet                   no summary on stderr
             """,
         run: { (args, globals) throws(CKStoreError) in
@@ -33,12 +35,14 @@ enum GetCommand {
             guard let out = short ?? long else { throw args.usage("-o FILE|- is required") }
             let quiet = args.flag("--quiet")
             let noCache = args.flag("--no-cache")
+            let verify = args.flag("--verify")
             let run = try args.value("--run")
             let options = try QueryOptions.parse(&args)
             let target: OutputTarget = out == "-" ? .standardOutput : .file(out)
             if let query = options.query {
                 _ = try args.positionals(max: 0, names: "")
                 let store = try Store(path: globals.storePath)
+                store.forceSHA256Verification = verify
                 let plan = try store.plan(query, run: run)
                 let report = try store.materialize(plan, to: target, useCache: !noCache)
                 if !quiet {
@@ -56,6 +60,7 @@ enum GetCommand {
             if run != nil { throw args.usage("--run applies to queries only (use REF = RUN@STEP)") }
             let refText = try args.positionals(min: 1, max: 1, names: "REF")[0]
             let store = try Store(path: globals.storePath)
+            store.forceSHA256Verification = verify
             let resolved = try store.resolve(try SnapshotRef.parse(refText))
             let report = try store.restore(resolved, to: target)
             if !quiet && out != "-" {
