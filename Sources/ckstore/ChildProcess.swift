@@ -12,30 +12,42 @@ func installStopHandlers() {
     signal(SIGTERM) { stopSignal = $0 }
 }
 
-/// Runs `command` with `/bin/sh -c`, waiting for it while watching for a stop signal (on which
-/// the child is sent SIGTERM and reaped). Returns the exit status (128 + signal number when the
-/// child was killed by a signal).
+/// Runs `command` with `/bin/sh -c` in its own process group, waiting for it while watching
+/// for a stop signal: on one, the whole group (the shell and whatever it started) is sent
+/// SIGTERM, then SIGKILL if it is still there 3 s later, and reaped. Returns the exit status
+/// (128 + signal number when the child was killed by a signal).
 func runShell(_ command: String) throws(CKStoreError) -> Int32 {
     var pid: pid_t = 0
     let argv: [String] = ["/bin/sh", "-c", command]
     var cArgs = argv.map { strdup($0) }
     cArgs.append(nil)
     defer { cArgs.forEach { free($0) } }
-    let rc = posix_spawn(&pid, "/bin/sh", nil, nil, cArgs, environ)
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+    posix_spawnattr_setpgroup(&attr, 0)  // a new group led by the child: signals reach all of it
+    let rc = posix_spawn(&pid, "/bin/sh", nil, &attr, cArgs, environ)
     guard rc == 0 else {
         throw CKStoreError(.environment, "cannot start /bin/sh: \(String(cString: strerror(rc)))")
     }
     var status: Int32 = 0
-    var signalled = false
+    var signalledAt: timespec? = nil
     while true {
-        let r = waitpid(pid, &status, stopSignal != 0 ? 0 : WNOHANG)
+        // Check for a stop before waiting: the wait never blocks, so a stop is acted on at once.
+        if stopSignal != 0 {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            if let t = signalledAt {
+                if now.tv_sec - t.tv_sec >= 3 { kill(-pid, SIGKILL) }
+            } else {
+                kill(-pid, SIGTERM)
+                signalledAt = now
+            }
+        }
+        let r = waitpid(pid, &status, WNOHANG)
         if r == pid { break }
         if r < 0 && errno != EINTR { break }
-        if stopSignal != 0 && !signalled {
-            kill(pid, SIGTERM)
-            signalled = true
-            continue
-        }
         usleep(20_000)
     }
     let termSignal = status & 0x7f

@@ -45,15 +45,16 @@ final class BlobCodec {
     /// filtered input before returning (unless disabled), so a codec fault cannot reach disk.
     func encode(_ raw: UnsafeRawBufferPointer, dtype: DType) throws(CKStoreError) -> (bytes: UnsafeRawBufferPointer, header: BlobHeader) {
         let (filter, lane) = filterChoice(for: dtype)
+        let limit = Int(Double(raw.count) * (1 - settings.minimumSavings))
+        let tryCompression = raw.count > 0 && limit > 0
         var source = raw
-        if filter != .none && raw.count > 0 {
+        if filter != .none && tryCompression {
             Shuffle.apply(filter, laneWidth: lane, source: raw, destination: filtered.prefix(raw.count))
             source = UnsafeRawBufferPointer(filtered.prefix(raw.count))
         }
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blob.storage[BlobHeader.size...])
         var header = BlobHeader(codec: .none, filter: .none, laneWidth: 1, rawLength: raw.count, payloadLength: raw.count, payloadChecksum: 0)
-        let limit = Int(Double(raw.count) * (1 - settings.minimumSavings))
-        if raw.count > 0, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
+        if tryCompression, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
             header.codec = .lz4
             header.filter = filter
             header.laneWidth = UInt8(lane)

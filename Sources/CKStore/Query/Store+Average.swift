@@ -79,7 +79,7 @@ extension Store {
         let maxInputChunk = layout.manifests.flatMap { $0.tensors.flatMap { $0.chunks.map(\.rawSize) } }.max() ?? 0
         let bufferSize = max(chunkSize, maxInputChunk)
         let blobs = self.blobs
-        let settings = configuration.codecSettings
+        let settings = configuration.derivedCodecSettings
         let verify = verifiesSHA256OnRead
         let workers = configuration.effectiveWorkers
         let combination = plan.combination

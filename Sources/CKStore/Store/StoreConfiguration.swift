@@ -31,6 +31,19 @@ public struct StoreConfiguration: Sendable, Equatable {
         workers > 0 ? workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
+    /// Compress the blobs of derived snapshots (cached query results) like snapshot blobs.
+    /// Off by default: a derived snapshot is a cache that can always be recomputed, and
+    /// storing it raw makes both its first computation and every cached read cheaper (no
+    /// filter, no LZ4, no round-trip check) for about 12% more disk on float32 weights.
+    public var compressDerived = false
+
+    /// The codec settings for blobs of derived snapshots.
+    var derivedCodecSettings: BlobCodec.Settings {
+        var settings = codecSettings
+        if !compressDerived { settings.minimumSavings = 2 }
+        return settings
+    }
+
     /// The codec settings derived from this configuration.
     var codecSettings: BlobCodec.Settings {
         BlobCodec.Settings(
@@ -78,6 +91,12 @@ public struct StoreConfiguration: Sendable, Equatable {
                 let n = try number(v, key)
                 guard n == n.rounded(), n >= 0, n <= 256 else { throw fail(key, "must be a whole number from 0 to 256") }
                 config.workers = Int(n)
+            case "derived_compression":
+                switch try string(v, key) {
+                case "lz4": config.compressDerived = true
+                case "none": config.compressDerived = false
+                case let other: throw fail(key, "unknown value '\(other)' (none, lz4)")
+                }
             case "sync":
                 let mode = try string(v, key)
                 guard ["batch", "each", "syncfs"].contains(mode) else { throw fail(key, "unknown mode '\(mode)' (batch, each, syncfs)") }

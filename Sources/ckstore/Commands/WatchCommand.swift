@@ -69,6 +69,7 @@ enum WatchCommand {
         Console.err("watch: following \(run) for \(variant)" + (raw ? " and raw snapshots" : "") + "; Ctrl-C stops")
         while stopSignal == 0 {
             let steps: [Int]
+            var didWork = false
             if let store = try? Store(path: globals.storePath), let list = try? store.snapshots(run: run) {
                 steps = list.map(\.step).filter { step in step >= from && (until.map { step <= $0 } ?? true) }
                 let allSteps = Set(list.map(\.step))
@@ -85,6 +86,7 @@ enum WatchCommand {
                 }
                 for (s, isLAWA) in work {
                     if stopSignal != 0 { break }
+                    didWork = true
                     let path = "\(tempDir)/\(run.replacingOccurrences(of: "/", with: "_"))-\(s)-\(isLAWA ? variant : "raw").safetensors"
                     do {
                         if isLAWA {
@@ -101,11 +103,19 @@ enum WatchCommand {
                         if isLAWA { doneLAWA.insert(s) } else { doneRaw.insert(s) }
                         continue
                     }
+                    if stopSignal != 0 {  // stopped while materializing: do not start CMD
+                        unlink(path)
+                        break
+                    }
                     let command = exec.replacingOccurrences(of: "{path}", with: shellQuote(path))
                         .replacingOccurrences(of: "{step}", with: "\(s)")
                         .replacingOccurrences(of: "{run}", with: shellQuote(run))
                         .replacingOccurrences(of: "{variant}", with: isLAWA ? variant : "raw")
-                    let status = try runShell(command)
+                    let status: Int32
+                    do { status = try runShell(command) } catch {
+                        unlink(path)
+                        throw error
+                    }
                     unlink(path)
                     if status != 0 && stopSignal == 0 {
                         failures += 1
@@ -120,7 +130,9 @@ enum WatchCommand {
                     break
                 }
             }
-            if let idle, monotonicSeconds() - lastNew >= idle {
+            // Only after a poll that found nothing to do: snapshots that arrived while CMD ran
+            // are picked up by the next poll before the watch may go idle.
+            if let idle, !didWork, monotonicSeconds() - lastNew >= idle {
                 Console.err("watch: no new snapshot for \(idle) s, exiting")
                 break
             }
