@@ -50,7 +50,9 @@ public final class Store {
             "float_filter": "bitshuffle",
             "integer_filter": "byteshuffle"
           },
+          "derived_compression": "none",
           "workers": 0,
+          "sync": "batch",
           "verify_reads": "checksum"
         }
 
