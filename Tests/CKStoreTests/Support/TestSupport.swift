@@ -305,12 +305,13 @@ func makeStore(in dir: TemporaryDirectory, name: String = "store", chunkSize: In
     return store
 }
 
-/// Rewrites `<store>/config.json` with another `chunk_size`.
+/// Rewrites `<store>/config.json` with another `chunk_size` (whatever the current one is).
 func setChunkSize(store: String, _ chunkSize: Int, sourceLocation: SourceLocation = #_sourceLocation) {
     let path = "\(store)/config.json"
     let config = String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
-    let updated = config.replacingOccurrences(of: "\"chunk_size\": 4194304", with: "\"chunk_size\": \(chunkSize)")
-    #expect(updated != config || chunkSize == 4_194_304, "config.json has no default chunk_size line: \(config)", sourceLocation: sourceLocation)
+    let updated = config.replacingOccurrences(
+        of: #""chunk_size": [0-9]+"#, with: "\"chunk_size\": \(chunkSize)", options: .regularExpression)
+    #expect(config.contains("\"chunk_size\": "), "config.json has no chunk_size line: \(config)", sourceLocation: sourceLocation)
     _ = FileManager.default.createFile(atPath: path, contents: Data(updated.utf8))
 }
 
