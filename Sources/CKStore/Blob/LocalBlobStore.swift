@@ -55,13 +55,13 @@ final class LocalBlobStore: BlobStore {
         return "\(root)/\(hex.prefix(2))/\(hex)"
     }
 
-    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> Bool {
+    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (isNew: Bool, size: Int) {
         let dir = folder(for: id)
         let final = path(for: id)
         let existing = try? readExisting(final)
         if let existing, existing.withUnsafeBytes({ isValid($0) }) {
             if durable { unsynced.withLock { $0.append(final) } }
-            return false
+            return (false, existing.count)
         }
         do {
             try FileSystem.makeDirectory(dir)
@@ -86,7 +86,8 @@ final class LocalBlobStore: BlobStore {
                 // Someone else created the name meanwhile, or a damaged leftover is there.
                 if let other = try? readExisting(final), other.withUnsafeBytes({ isValid($0) }) {
                     FileSystem.removeIfPresent(temp)
-                    return false
+                    if durable { unsynced.withLock { $0.append(final) } }
+                    return (false, other.count)
                 }
                 _ = try Sys.rename(temp, final).get()
             case .failure(let e):
@@ -98,7 +99,7 @@ final class LocalBlobStore: BlobStore {
         }
         _ = dirtyFolders.withLock { $0.insert(dir) }
         if durable && syncMode != .eachBlob { unsynced.withLock { $0.append(final) } }
-        return true
+        return (true, bytes.count)
     }
 
     private func readExisting(_ path: String) throws -> [UInt8] {

@@ -50,6 +50,10 @@ extension Store {
         return report
     }
 
+    /// The largest data offset or tensor length a row may hold: far beyond any real file, and
+    /// small enough that offset + length cannot overflow.
+    static let maxRowOffset = 1 << 62
+
     /// Every manifest: its tensor and chunk rows agree with the stored header, are contiguous,
     /// and hash back to the stored digest.
     private func checkManifests(_ report: inout IntegrityReport) throws {
@@ -59,9 +63,32 @@ extension Store {
         try db.statement(
             "SELECT m.digest, r.name, s.step FROM snapshots s JOIN runs r ON r.id = s.run_id JOIN manifests m ON m.id = s.manifest_id"
         ).forEachRow { names[SHA256Digest(bytes: $0.blob(0))!] = "\($0.text(1))@\($0.int(2))" }
+        // Rows whose sizes or offsets are out of any valid range would overflow the arithmetic
+        // that loads a manifest (a trap, not an error), so they are reported here and their
+        // manifests are not loaded.
+        var outOfRange: [SHA256Digest: String] = [:]
+        try db.statement(
+            """
+            SELECT m.digest, t.name, t.data_start, t.byte_length FROM tensors t JOIN manifests m ON m.id = t.manifest_id
+            WHERE t.data_start < 0 OR t.byte_length < 0 OR t.data_start > ?1 OR t.byte_length > ?1
+               OR EXISTS (SELECT 1 FROM tensor_chunks tc JOIN chunks c ON c.id = tc.chunk_id
+                          WHERE tc.manifest_id = t.manifest_id AND tc.position = t.position AND c.raw_size > ?2)
+            ORDER BY m.id, t.position
+            """
+        ).forEachRow([.int(Self.maxRowOffset), .int(BlobHeader.maxRawLength)]) { row in
+            let digest = SHA256Digest(bytes: row.blob(0))!
+            if outOfRange[digest] == nil {
+                outOfRange[digest] =
+                    "tensor '\(row.text(1))' has out-of-range rows (data_start \(row.int(2)), byte_length \(row.int(3)), or a chunk raw_size over \(BlobHeader.maxRawLength))"
+            }
+        }
         for digest in rows {
             report.manifestsChecked += 1
             let subject = (names[digest].map { "\($0) (sha256:\(digest.hex))" }) ?? "manifest sha256:\(digest.hex)"
+            if let problem = outOfRange[digest] {
+                report.problems.append(IntegrityProblem(subject: subject, detail: problem))
+                continue
+            }
             let manifest: Manifest
             do {
                 guard let m = try metadata.manifest(digest) else { continue }
@@ -95,7 +122,7 @@ extension Store {
     /// Every chunk row: its blob exists with a valid header, the recorded size and raw length;
     /// with `full`, it decodes and hashes to its name. Blob files without a row are noted.
     private func checkChunks(_ report: inout IntegrityReport, full: Bool) throws {
-        let chunks = try metadata.db.statement("SELECT hash, raw_size, stored_size FROM chunks ORDER BY hash").rows {
+        let allChunks = try metadata.db.statement("SELECT hash, raw_size, stored_size FROM chunks ORDER BY hash").rows {
             (SHA256Digest(bytes: $0.blob(0))!, $0.int(1), $0.int(2))
         }
         var users: [SHA256Digest: String] = [:]
@@ -110,13 +137,25 @@ extension Store {
             let id = SHA256Digest(bytes: row.blob(0))!
             if users[id] == nil { users[id] = "\(row.text(1)) tensor '\(row.text(2))'" }
         }
+        // A raw size beyond the blob format's limit is a damaged row; sizing read buffers by it
+        // would trap, so it is reported and the blob is not read.
+        var chunks: [(SHA256Digest, Int, Int)] = []
+        for chunk in allChunks {
+            if chunk.1 > BlobHeader.maxRawLength {
+                report.chunksChecked += 1
+                let subject = "blob \(chunk.0.hex)" + (users[chunk.0].map { " (used by \($0))" } ?? "")
+                report.problems.append(
+                    IntegrityProblem(subject: subject, detail: "row raw size \(chunk.1) exceeds the limit of \(BlobHeader.maxRawLength) bytes"))
+            } else {
+                chunks.append(chunk)
+            }
+        }
         let reader = ChunkReaderWorker(
             chunkSize: max(configuration.chunkSize, chunks.map(\.1).max() ?? 0), blobs: blobs, settings: configuration.codecSettings,
             verify: true)
         let decoded = ByteBuffer(capacity: max(configuration.chunkSize, chunks.map(\.1).max() ?? 0))
-        var known = Set<SHA256Digest>()
+        let known = Set(allChunks.map(\.0))
         for (hash, rawSize, storedSize) in chunks {
-            known.insert(hash)
             report.chunksChecked += 1
             let subject = "blob \(hash.hex)" + (users[hash].map { " (used by \($0))" } ?? "")
             guard let size = try blobs.size(of: hash) else {

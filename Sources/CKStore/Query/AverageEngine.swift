@@ -119,10 +119,10 @@ final class AverageWorker {
         }
         let encoded = try reader.codec.encode(raw, dtype: job.dtype)
         let codec = reader.codec
-        let isNew = try cache.blobs.put(hash, bytes: encoded.bytes) { existing in
+        let (isNew, size) = try cache.blobs.put(hash, bytes: encoded.bytes) { existing in
             let check = ByteBuffer(capacity: raw.count)
             return (try? codec.decode(existing, into: check, expected: hash)) == raw.count
         }
-        return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: encoded.bytes.count), isNew)
+        return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: size), isNew)
     }
 }

@@ -52,9 +52,12 @@ private struct IngestResult: Sendable {
 }
 
 /// The blobs a put has created, recorded by the workers as they write them (so that a failed
-/// put can remove them even when their results were never delivered).
+/// put can remove them even when their results were never delivered), and the stored size of
+/// every chunk this put has already stored or found (so a chunk that recurs within one file is
+/// a dedup hit before the commit makes it visible in the database).
 private final class CreatedBlobs: Sendable {
     let hashes = Mutex<[SHA256Digest]>([])
+    let storedSizes = Mutex<[SHA256Digest: Int]>([:])
 }
 
 /// A worker's private state: its codec scratch buffers and its own read-only metadata
@@ -140,17 +143,18 @@ extension Store {
             process: { worker, job in
                 let raw = job.buffer.bytes
                 let hash = SHA256Digest.hash(raw)
-                if let stored = try worker.metadata.storedSize(ofChunk: hash) {
+                if let stored = try created.storedSizes.withLock({ $0[hash] }) ?? worker.metadata.storedSize(ofChunk: hash) {
                     return IngestResult(buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: stored, isNew: false)
                 }
                 let encoded = try worker.codec.encode(raw, dtype: job.dtype)
                 let codec = worker.codec
-                let isNew = try blobs.put(hash, bytes: encoded.bytes) { existing in
+                let (isNew, size) = try blobs.put(hash, bytes: encoded.bytes) { existing in
                     let scratch = ByteBuffer(capacity: raw.count)
                     return (try? codec.decode(existing, into: scratch, expected: hash)) == raw.count
                 }
                 if isNew { created.hashes.withLock { $0.append(hash) } }
-                return IngestResult(buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: encoded.bytes.count, isNew: isNew)
+                created.storedSizes.withLock { $0[hash] = size }
+                return IngestResult(buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: size, isNew: isNew)
             })
         defer { pipeline.shutdown() }
 

@@ -61,6 +61,13 @@ struct StreamReader: ~Copyable {
         } catch {
             throw CKStoreError(.badInput, "\(name): \(error)", cause: error)
         }
+        // The metadata database keeps tensor names as C strings, so a name with U+0000 would
+        // be stored cut at the NUL (and fsck would then find the rows disagreeing with the
+        // header). Refuse such files up front instead of storing a damaged snapshot.
+        if let bad = header.tensors.first(where: { $0.name.utf8.contains(0) }) {
+            throw CKStoreError(
+                .badInput, "\(name): tensor \(JSON.quoted(bad.name)): names containing NUL (\\u0000) are not supported")
+        }
         expectedLength = header.fileLength
         if let knownSize, knownSize != expectedLength {
             if knownSize < expectedLength {

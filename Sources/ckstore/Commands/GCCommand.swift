@@ -29,6 +29,8 @@ enum GCCommand {
             let run = try args.value("--run")
             var policy = RetentionPolicy()
             policy.keepLast = try args.integer("--keep-last")
+            // "Keep the last 0" would remove every snapshot of every run: refuse it (rm does that).
+            if policy.keepLast == 0 { throw args.usage("--keep-last must be at least 1 (use rm to remove snapshots)") }
             policy.keepEvery = try args.integer("--keep-every")
             if policy.keepEvery == 0 { throw args.usage("--keep-every must be at least 1") }
             if let lawa = try args.value("--keep-lawa") {
