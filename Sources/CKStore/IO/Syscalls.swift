@@ -17,6 +17,8 @@ enum Sys {
         var errno: Int32
         var skip: Int
         var remaining: Int
+        /// Only calls on paths starting with this prefix fail (nil: any path, or none).
+        var pathPrefix: String? = nil
     }
 
     /// Faults to inject, for tests. Also set from `CKSTORE_FAULT=call:ERRNO[:skip[:count]]`
@@ -36,10 +38,11 @@ enum Sys {
 
     /// Returns the errno to fail `call` with, if a fault is planned for it.
     @inline(__always)
-    private static func injected(_ call: String) -> Int32? {
+    private static func injected(_ call: String, path: String? = nil) -> Int32? {
         faults.withLock { list -> Int32? in
             guard !list.isEmpty else { return nil }
             for i in list.indices where list[i].call == call {
+                if let prefix = list[i].pathPrefix, !(path?.hasPrefix(prefix) ?? false) { continue }
                 if list[i].skip > 0 {
                     list[i].skip -= 1
                     return nil
@@ -56,7 +59,7 @@ enum Sys {
     private static func retrying<T: BinaryInteger>(
         _ call: String, _ path: String?, _ body: () -> T
     ) -> Result<T, SystemError> {
-        if let code = injected(call) { return .failure(SystemError(call: call, path: path, errno: code)) }
+        if let code = injected(call, path: path) { return .failure(SystemError(call: call, path: path, errno: code)) }
         while true {
             let result = body()
             if result >= 0 { return .success(result) }

@@ -109,14 +109,6 @@ final class OrderedPipeline<Input: Sendable, Output: Sendable, State>: @unchecke
         jobsAvailable.signal()
     }
 
-    /// Delivers every result that is already finished, in order, without waiting.
-    func deliverReady(_ deliver: (Output) throws -> Void) throws {
-        if let stickyError { throw stickyError }
-        while nextToDeliver < nextSequence, core.shared.withLock({ $0.results[nextToDeliver] != nil }) {
-            try deliverNext(deliver)
-        }
-    }
-
     /// Waits for every submitted job and delivers the remaining results in order.
     func drain(_ deliver: (Output) throws -> Void) throws {
         if let stickyError { throw stickyError }
