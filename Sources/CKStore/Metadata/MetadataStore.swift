@@ -44,6 +44,24 @@ protocol MetadataStore: AnyObject {
     /// Totals for `stats` (orphan figures are filled in by the store, which sees the blobs).
     func statistics() throws -> StoreStatistics
 
+    /// For each step of a run, the stored bytes of the distinct chunks its snapshot uses.
+    func storedBytesByStep(run: String) throws -> [Int: Int]
+
+    /// The chunks some snapshot or derived snapshot refers to (everything else is garbage).
+    func referencedChunkHashes() throws -> Set<SHA256Digest>
+
+    /// The stored size of a chunk, or nil when no row exists (dedup lookups).
+    func storedSize(ofChunk hash: SHA256Digest) throws -> Int?
+
+    /// The digest of the derived snapshot cached under `key`, or nil.
+    func derivedDigest(key: SHA256Digest) throws -> SHA256Digest?
+
+    /// Records a derived snapshot (its manifest and recipe) in one transaction; idempotent.
+    func commitDerived(manifest: Manifest, plan: QueryPlan) throws
+
+    /// The derived snapshots (optionally of one run), newest first.
+    func derivedSnapshots(run: String?) throws -> [DerivedInfo]
+
     /// Every chunk row: hash and stored size.
     func allChunks() throws -> [(SHA256Digest, Int)]
 }

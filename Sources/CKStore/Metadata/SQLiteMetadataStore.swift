@@ -72,6 +72,10 @@ final class SQLiteMetadataStore: MetadataStore {
         try db.statement("SELECT 1 FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { _ in true } ?? false
     }
 
+    func storedSize(ofChunk hash: SHA256Digest) throws -> Int? {
+        try db.statement("SELECT stored_size FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { $0.int(0) }
+    }
+
     func allChunks() throws -> [(SHA256Digest, Int)] {
         try db.statement("SELECT hash, stored_size FROM chunks ORDER BY hash").rows { row in
             (SHA256Digest(bytes: row.blob(0))!, row.int(1))
@@ -221,8 +225,43 @@ final class SQLiteMetadataStore: MetadataStore {
                 stats.uniqueRawBytes = row.int(1)
                 stats.storedBytes = row.int(2)
             }
+            try db.statement(
+                """
+                SELECT count(*), coalesce(sum(stored_size), 0) FROM chunks WHERE id IN (
+                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN derived d ON d.manifest_id = tc.manifest_id)
+                AND id NOT IN (SELECT tc.chunk_id FROM tensor_chunks tc JOIN snapshots s ON s.manifest_id = tc.manifest_id)
+                """
+            ).firstRow { row in
+                stats.derivedBlobs = row.int(0)
+                stats.derivedBytes = row.int(1)
+            }
             return stats
         }
+    }
+}
+
+extension SQLiteMetadataStore {
+    func storedBytesByStep(run: String) throws -> [Int: Int] {
+        var result: [Int: Int] = [:]
+        try db.statement(
+            """
+            SELECT s.step, (SELECT coalesce(sum(c.stored_size), 0) FROM chunks c WHERE c.id IN
+              (SELECT chunk_id FROM tensor_chunks WHERE manifest_id = s.manifest_id))
+            FROM snapshots s JOIN runs r ON r.id = s.run_id WHERE r.name = ?
+            """
+        ).forEachRow([.text(run)]) { result[$0.int(0)] = $0.int(1) }
+        return result
+    }
+
+    func referencedChunkHashes() throws -> Set<SHA256Digest> {
+        var set = Set<SHA256Digest>()
+        try db.statement(
+            """
+            SELECT DISTINCT c.hash FROM chunks c JOIN tensor_chunks tc ON tc.chunk_id = c.id
+            WHERE tc.manifest_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived)
+            """
+        ).forEachRow { set.insert(SHA256Digest(bytes: $0.blob(0))!) }
+        return set
     }
 }
 

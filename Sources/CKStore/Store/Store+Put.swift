@@ -226,10 +226,3 @@ extension Store {
         try? blobs.syncNamespace()
     }
 }
-
-extension SQLiteMetadataStore {
-    /// The stored size of a chunk, or nil when no row exists.
-    func storedSize(ofChunk hash: SHA256Digest) throws -> Int? {
-        try db.statement("SELECT stored_size FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { $0.int(0) }
-    }
-}
