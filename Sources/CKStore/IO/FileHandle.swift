@@ -113,6 +113,16 @@ enum FileSystem {
         }
     }
 
+    /// Creates `path` and any missing parent directories (`mkdir -p`).
+    static func makeDirectories(_ path: String) throws(SystemError) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component
+            try makeDirectory(prefix)
+            prefix += "/"
+        }
+    }
+
     /// Fsyncs a directory so that entries created or removed in it are durable.
     static func syncDirectory(_ path: String) throws(SystemError) {
         let dir = try FileHandle(path: path, flags: O_RDONLY | O_DIRECTORY)

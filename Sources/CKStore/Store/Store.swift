@@ -63,8 +63,11 @@ public final class Store {
     @discardableResult
     public static func initialize(at path: String) throws(CKStoreError) -> Bool {
         let existed = FileSystem.exists("\(path)/\(databaseName)")
+        // Two processes may create the same store at once (two trainers' first puts): the
+        // exclusive store lock serializes creation, so the loser finds a finished store.
+        let lock = try lockForCreation(path)
+        defer { _ = Sys.lock(lock.fd, LOCK_UN, path: nil) }
         do {
-            try FileSystem.makeDirectory(path)
             try FileSystem.makeDirectory("\(path)/objects")
             let configPath = "\(path)/config.json"
             if !FileSystem.exists(configPath) {
@@ -88,6 +91,18 @@ public final class Store {
             throw CKStoreError(.environment, "cannot create the store at \(path): \(error)", cause: error)
         }
         return !existed
+    }
+
+    /// Creates the store folder (and missing parents) and takes the store lock exclusively.
+    private static func lockForCreation(_ path: String) throws(CKStoreError) -> FileHandle {
+        do {
+            try FileSystem.makeDirectories(path)
+            let lock = try FileHandle(path: "\(path)/lock", flags: O_RDWR | O_CREAT, mode: 0o644)
+            _ = try Sys.lock(lock.fd, LOCK_EX, path: "\(path)/lock").get()
+            return lock
+        } catch {
+            throw CKStoreError(.environment, "cannot create the store at \(path): \(error)", cause: error)
+        }
     }
 
     /// Opens an existing store.

@@ -113,8 +113,15 @@ enum ListCommand {
         var metricsByStep: [Int: [MetricRecord]] = [:]
         for m in metrics { metricsByStep[m.step, default: []].append(m) }
         if json {
-            func metricJSON(_ list: [MetricRecord]) -> JSONValue {
-                .array(list.map { .object([("variant", .string($0.variant)), ("name", .string($0.name)), ("value", .double($0.value))]) })
+            func metricJSON(_ list: [MetricRecord], withStep: Bool = false) -> JSONValue {
+                .array(
+                    list.map { m in
+                        var fields: [(key: String, value: JSONValue)] = [
+                            ("variant", .string(m.variant)), ("name", .string(m.name)), ("value", .double(m.value)),
+                        ]
+                        if withStep { fields.insert(("step", .int(m.step)), at: 0) }
+                        return .object(fields)
+                    })
             }
             Console.json(
                 .object([
@@ -131,7 +138,7 @@ enum ListCommand {
                                 ])
                             })
                     ),
-                    ("metrics", metricJSON(metrics)),
+                    ("metrics", metricJSON(metrics, withStep: true)),
                 ]))
             return
         }
