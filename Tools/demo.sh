@@ -102,6 +102,11 @@ fi
 echo
 python3 "$ROOT/Tools/demo/report.py" --run mlp-lr-high --run mlp-lr-low --metric val_loss --out "$DIR"
 echo
+echo "time the training loop was blocked inside push vs the background ckstore put (CheckpointPusher.stats):"
+for run in mlp-lr-high mlp-lr-low; do
+    grep -h "^$run push: " "$DIR/train-$run.log" | sed 's/^/  /' || true
+done
+echo
 if [ "$KEEP" = 1 ]; then
     echo "demo.sh: store, logs and plots in $DIR (total $(( SECONDS - T0 )) s)"
 else

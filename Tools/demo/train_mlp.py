@@ -5,7 +5,9 @@
 
 Snapshots go through ckstore_hook.CheckpointPusher (background `ckstore put`, one in flight), into the
 store given by --store or $CKSTORE_DIR, with the mean training loss of the last NU steps as
-the metric train_loss. The problem is defined in mlp_task.py.
+the metric train_loss. The last line is the pusher's timing (CheckpointPusher.stats): how long
+the training loop was blocked inside push, against how long the background puts took. The
+problem is defined in mlp_task.py.
 """
 
 from __future__ import annotations
@@ -69,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{args.run}: step {step}, train loss {np.mean(recent):.4f}, "
                           f"{time.monotonic() - t0:.1f} s", flush=True)
                 recent.clear()
-    print(f"{args.run}: done, {args.steps} steps in {time.monotonic() - t0:.1f} s", flush=True)
+    took = time.monotonic() - t0
+    print(f"{args.run}: done, {args.steps} steps in {took:.1f} s", flush=True)
+    # How long the training loop was blocked inside push, against what the background puts took.
+    st = pusher.stats
+    print(f"{args.run} {st}; training loop {took:.1f} s, {100 * st.blocked_total / took:.2f}% of it in push",
+          flush=True)
     return 0
 
 
