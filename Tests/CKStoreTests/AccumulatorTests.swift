@@ -177,7 +177,7 @@ extension NumericsFixtures {
 @Suite struct AccumulatorTests {
     @Test(arguments: Fx.averagedDTypes)
     func kernelsMatchScalarContract(dtype: DType) throws {
-        var rng = Fx.SplitMix64(seed: 99 &+ UInt64(dtype.bitSize))
+        var rng = SplitMix64(seed: 99 &+ UInt64(dtype.bitSize))
         let n = 9001  // odd, and more than two F16 blocks
         let inputs = (0..<4).map { _ in Fx.randomRaw(dtype, count: n, &rng) }
         for how in [Fx.Averaging.mean, .weighted([0.5, 1.0, 2.0, 3.25]), .ema(0.9), .ema(0.999)] {
@@ -190,7 +190,7 @@ extension NumericsFixtures {
 
     @Test(arguments: [DType.f32, .f16, .bf16, .f8E4M3, .c64, .f64])
     func chunkingDoesNotChangeResults(dtype: DType) throws {
-        var rng = Fx.SplitMix64(seed: 5)
+        var rng = SplitMix64(seed: 5)
         let inputs = (0..<3).map { _ in Fx.randomRaw(dtype, count: 10_000, &rng) }
         let whole = try Fx.kernelAverage(inputs, dtype, .mean)
         for chunk in [1, 7, 4096, 4097, 9999] {
@@ -381,7 +381,7 @@ struct NumericsReferenceCrossCheckTests {
             .appendingPathComponent("ckref-crosscheck-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var rng = Fx.SplitMix64(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         let n = 3000
 
         // 1. decode + encode through a driver that imports ckref

@@ -9,19 +9,6 @@ private typealias Fx = NumericsFixtures
 
 enum NumericsFixtures {
 
-    /// SplitMix64: a small deterministic generator for reproducible test data.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// FNV-1a 64 over the little-endian bytes of a sequence of UInt64 values.
     static func fnv1a(_ values: [UInt64]) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
@@ -350,7 +337,7 @@ enum NumericsFixtures {
     /// those midpoints.
     @Test(arguments: [DType.f32, .f16, .bf16, .f8E5M2, .f8E4M3, .f8E4M3FNUZ, .f8E5M2FNUZ, .f8E8M0])
     func fastEncoderMatchesExactRounding(dtype: DType) {
-        var rng = Fx.SplitMix64(seed: 0x5EED ^ UInt64(dtype.bitSize))
+        var rng = SplitMix64(seed: 0x5EED ^ UInt64(dtype.bitSize))
         var values = Fx.randomDoubles(60_000, &rng)
         if dtype != .f32 {
             values += Fx.gridAndMidpoints(dtype, sample: dtype.bitSize == 16 ? 6000 : nil, &rng)
@@ -377,14 +364,14 @@ enum NumericsFixtures {
     /// The exact general rounding agrees with the hardware's float64 -> float32 conversion
     /// (an independent RNE implementation) on every non-NaN value.
     @Test func exactRoundingMatchesHardwareF32() {
-        var rng = Fx.SplitMix64(seed: 42)
+        var rng = SplitMix64(seed: 42)
         for v in Fx.randomDoubles(100_000, &rng) where !v.isNaN {
             #expect(FloatCodec.encodeBits(v, .f32) == UInt64(Float(v).bitPattern), "\(v)")
         }
     }
 
     @Test func f32DecodeEncodeRoundTrip() {
-        var rng = Fx.SplitMix64(seed: 7)
+        var rng = SplitMix64(seed: 7)
         for _ in 0..<100_000 {
             let bits = UInt32(truncatingIfNeeded: rng.next())
             let d = FloatCodec.decodeF32(bits)

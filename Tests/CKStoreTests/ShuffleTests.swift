@@ -4,36 +4,6 @@ import Testing
 
 /// Tests of the shuffle filters: round trips, the exact documented layouts, and tails.
 @Suite struct ShuffleTests {
-    /// Deterministic test-data generator (SplitMix64), so every run checks the same bytes.
-    struct RNG {
-        /// The generator state; advanced by the golden-ratio increment on every call.
-        var state: UInt64
-
-        /// Returns the next 64 pseudo-random bits.
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
-        /// Returns `count` pseudo-random bytes.
-        mutating func bytes(_ count: Int) -> [UInt8] {
-            var out = [UInt8]()
-            out.reserveCapacity(count + 8)
-            while out.count < count {
-                var w = next()
-                for _ in 0..<8 {
-                    out.append(UInt8(truncatingIfNeeded: w))
-                    w >>= 8
-                }
-            }
-            out.removeLast(out.count - count)
-            return out
-        }
-    }
-
     /// Runs `Shuffle.apply` on an array.
     static func apply(_ filter: ShuffleFilter, _ width: Int, _ input: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0xEE, count: input.count)
@@ -93,7 +63,7 @@ import Testing
     /// `invert(apply(x)) == x` for every filter, lane width and size, including 4 MiB + 3.
     @Test(arguments: ShuffleTests.allFilterWidths)
     func roundTripIsIdentity(filter: ShuffleFilter, width: Int) {
-        var rng = RNG(state: 0x5EED_0000 &+ UInt64(filter.rawValue) &* 16 &+ UInt64(width))
+        var rng = SplitMix64(seed: 0x5EED_0000 &+ UInt64(filter.rawValue) &* 16 &+ UInt64(width))
         for size in [0, 1, 7, 8, 63, 64, 65, 4096, (4 << 20) + 3] {
             let input = rng.bytes(size)
             let shuffled = Self.apply(filter, width, input)
@@ -105,7 +75,7 @@ import Testing
     /// The vector kernels produce exactly the documented layout (naive oracle), around every block and chunk boundary.
     @Test(arguments: ShuffleTests.allFilterWidths)
     func matchesReferenceLayout(filter: ShuffleFilter, width: Int) {
-        var rng = RNG(state: 0xABCD &+ UInt64(filter.rawValue) &* 16 &+ UInt64(width))
+        var rng = SplitMix64(seed: 0xABCD &+ UInt64(filter.rawValue) &* 16 &+ UInt64(width))
         // Sizes around the 16-element, 128-element and scratch-chunk (1024-element) boundaries,
         // with and without trailing bytes.
         let elementCounts = [0, 1, 8, 15, 16, 17, 120, 127, 128, 129, 136, 1000, 1024, 1152, 2048 + 128 + 56, 3001]
@@ -122,7 +92,7 @@ import Testing
     /// Float32 weight-like data through all filters matches the oracle in both directions.
     @Test func weightLikeDataMatchesReference() {
         // Realistic float32 data through the vector paths (many 128-element blocks and chunks).
-        var rng = RNG(state: 7)
+        var rng = SplitMix64(seed: 7)
         var floats = [Float]()
         for _ in 0..<50_000 { floats.append(Float(Int64(bitPattern: rng.next()) >> 40) * 1e-9) }
         let input = floats.withUnsafeBytes { [UInt8]($0) }
@@ -210,7 +180,7 @@ import Testing
     /// The untransformed tail of each filter is a verbatim copy of the input tail.
     @Test(arguments: [1, 2, 4, 8])
     func trailingBytesAreCopiedVerbatim(width: Int) {
-        var rng = RNG(state: 99 &+ UInt64(width))
+        var rng = SplitMix64(seed: 99 &+ UInt64(width))
         for count in [5, 8 * width - 1, 8 * width + 3, 1024 * width + 8 * width - 1, 128 * 8 * width + 7] {
             let input = rng.bytes(count)
             let byteBody = (count / width) * width
@@ -223,7 +193,7 @@ import Testing
     /// `.none` copies; byte-shuffle at width 1 is the identity while bit-shuffle is not.
     @Test(arguments: [1, 2, 4, 8])
     func noneIsCopyAndWidthOneByteShuffleIsIdentity(width: Int) {
-        var rng = RNG(state: 3)
+        var rng = SplitMix64(seed: 3)
         let input = rng.bytes(1000 + width)
         #expect(Self.apply(.none, width, input) == input)
         #expect(Self.invert(.none, width, input) == input)
@@ -244,7 +214,7 @@ import Testing
 
     /// The scalar 8×8 bit transpose moves bit 8r+c to 8c+r and is an involution.
     @Test func transposeBitsMatchesDefinition() {
-        var rng = RNG(state: 11)
+        var rng = SplitMix64(seed: 11)
         for _ in 0..<1000 {
             let x = rng.next()
             let t = Shuffle.transposeBits(x)

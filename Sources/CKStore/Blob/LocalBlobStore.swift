@@ -157,16 +157,19 @@ final class LocalBlobStore: BlobStore {
         _ = Sys.startWriteback(fd)
     }
 
-    func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int {
-        let p = path(for: id)
-        let file: FileHandle
+    /// Opens a blob file for reading: a missing file is `.notFound`, other failures `.io`.
+    private func openBlob(_ id: SHA256Digest) throws(BlobStoreError) -> FileHandle {
         do {
-            file = try FileHandle.openForReading(p)
+            return try FileHandle.openForReading(path(for: id))
         } catch let e where e.isNotFound {
             throw BlobStoreError.notFound(id)
         } catch {
             throw BlobStoreError.io(error)
         }
+    }
+
+    func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int {
+        let file = try openBlob(id)
         do {
             let size = try file.size()
             if buffer.capacity < size { buffer = ByteBuffer(capacity: size) }
@@ -179,31 +182,21 @@ final class LocalBlobStore: BlobStore {
     }
 
     func readPrefix(_ id: SHA256Digest, count: Int) throws -> (bytes: [UInt8], size: Int) {
-        do {
-            let file = try FileHandle.openForReading(path(for: id))
+        let file = try openBlob(id)
+        let scratch = ByteBuffer(capacity: count)
+        do throws(SystemError) {
             let size = try file.size()
-            var bytes = [UInt8](repeating: 0, count: count)
-            let n = try bytes.withUnsafeMutableBytes { try file.pread(into: $0, at: 0) }
-            return (Array(bytes[0..<n]), size)
-        } catch let e as SystemError where e.isNotFound {
-            throw BlobStoreError.notFound(id)
+            let n = try file.pread(into: scratch.prefix(count), at: 0)
+            return (Array(UnsafeRawBufferPointer(rebasing: scratch.storage[0..<n])), size)
         } catch {
-            throw BlobStoreError.io(error as? SystemError ?? SystemError(call: "read", path: path(for: id), errno: 5))
+            throw BlobStoreError.io(error)
         }
     }
 
     /// Maps the blob file read-only (`mmap` with `MAP_POPULATE`, so a file in the page cache is
     /// mapped without copying it) and calls `body` with its bytes; unmaps afterwards.
     func withBytes<T>(of id: SHA256Digest, scratch: inout ByteBuffer, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
-        let p = path(for: id)
-        let file: FileHandle
-        do {
-            file = try FileHandle.openForReading(p)
-        } catch let e where e.isNotFound {
-            throw BlobStoreError.notFound(id)
-        } catch {
-            throw BlobStoreError.io(error)
-        }
+        let file = try openBlob(id)
         let size: Int
         do {
             size = try file.size()
