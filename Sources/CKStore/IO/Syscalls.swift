@@ -21,8 +21,14 @@ enum Sys {
         var pathPrefix: String? = nil
     }
 
-    /// Faults to inject, for tests. Also set from `CKSTORE_FAULT=call:ERRNO[:skip[:count]]`
-    /// (e.g. `pwrite:ENOSPC:3`) so the CLI tests can simulate a full disk.
+    /// Faults to inject, for tests. Also set from `CKSTORE_FAULT=call:ERRNO[:skip[:count]]` so
+    /// the CLI tests can simulate a full disk or a failing device: `call` is the name a wrapper
+    /// below reports (`open`, `read`, `pread`, `write`, `fsync`, `fstat`, `stat`, `link`,
+    /// `rename`, `unlink`, `mkdir`, `rmdir`, `syncfs`, `sync_file_range`, `flock`, `close`), ERRNO
+    /// a name (ENOSPC, EIO, EROFS, EACCES, EDQUOT) or a number, `skip` how many matching calls
+    /// succeed first (counted across threads), `count` how many then fail (default: all).
+    /// Blob data is written with `write` (so `write:ENOSPC:3` fails the fourth blob write);
+    /// `pwrite` is not used by the store. SQLite's own I/O does not go through here.
     static let faults = Mutex<[Fault]>(Sys.faultsFromEnvironment())
 
     private static func faultsFromEnvironment() -> [Fault] {

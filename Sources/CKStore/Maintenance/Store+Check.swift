@@ -79,7 +79,8 @@ extension Store {
             let digest = SHA256Digest(bytes: row.blob(0))!
             if outOfRange[digest] == nil {
                 outOfRange[digest] =
-                    "tensor '\(row.text(1))' has out-of-range rows (data_start \(row.int(2)), byte_length \(row.int(3)), or a chunk raw_size over \(BlobHeader.maxRawLength))"
+                    "tensor '\(row.text(1))' has out-of-range rows (data_start \(row.int(2)), byte_length \(row.int(3)), "
+                    + "or a chunk raw_size over \(BlobHeader.maxRawLength))"
             }
         }
         for digest in rows {
@@ -144,8 +145,8 @@ extension Store {
             if chunk.1 > BlobHeader.maxRawLength {
                 report.chunksChecked += 1
                 let subject = "blob \(chunk.0.hex)" + (users[chunk.0].map { " (used by \($0))" } ?? "")
-                report.problems.append(
-                    IntegrityProblem(subject: subject, detail: "row raw size \(chunk.1) exceeds the limit of \(BlobHeader.maxRawLength) bytes"))
+                let detail = "row raw size \(chunk.1) exceeds the limit of \(BlobHeader.maxRawLength) bytes"
+                report.problems.append(IntegrityProblem(subject: subject, detail: detail))
             } else {
                 chunks.append(chunk)
             }
