@@ -130,10 +130,12 @@ enum FileSystem {
         try dir.close()
     }
 
-    /// True when something exists at `path`.
+    /// True when something exists at `path`. Only `ENOENT` counts as absent: any other
+    /// failure (permissions, I/O) is reported as present so that callers never create (and
+    /// overwrite) a file they merely could not see.
     static func exists(_ path: String) -> Bool {
-        if case .success = Sys.fileStatus(path) { return true }
-        return false
+        if case .failure(let e) = Sys.fileStatus(path), e.isNotFound { return false }
+        return true
     }
 
     /// A name for a temporary file that no other process picks: pid, time and a counter.

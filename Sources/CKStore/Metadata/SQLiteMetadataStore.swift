@@ -161,12 +161,20 @@ final class SQLiteMetadataStore: MetadataStore {
                     throw CKStoreError(.integrity, "snapshot sha256:\(digest.hex): tensor '\(name)' has a damaged dtype or shape row")
                 }
                 let chunks = chunksByTensor[row.int(0)] ?? []
-                guard chunks.count == row.int(6), chunks.reduce(0, { $0 + $1.rawSize }) == row.int(5) else {
+                // Overflow-checked: damaged rows may hold any integer.
+                var total = 0
+                var sane = chunks.count == row.int(6) && row.int(4) >= 0 && row.int(5) >= 0
+                for chunk in chunks where sane {
+                    let (sum, overflow) = total.addingReportingOverflow(chunk.rawSize)
+                    sane = !overflow && chunk.rawSize >= 0
+                    total = sum
+                }
+                let (end, overflow) = row.int(4).addingReportingOverflow(row.int(5))
+                guard sane, !overflow, total == row.int(5) else {
                     throw CKStoreError(.integrity, "snapshot sha256:\(digest.hex): tensor '\(name)' has damaged chunk rows")
                 }
-                let start = row.int(4)
                 return TensorEntry(
-                    info: TensorInfo(name: name, dtype: dtype, shape: shape, dataStart: start, dataEnd: start + row.int(5)),
+                    info: TensorInfo(name: name, dtype: dtype, shape: shape, dataStart: row.int(4), dataEnd: end),
                     chunks: chunks)
             }
             return Manifest(headerBytes: header, dataLength: dataLength, tensors: tensors, recordedDigest: digest)

@@ -192,15 +192,17 @@ struct JSONParser {
         var isObject: Bool
         var items: [JSONValue] = []
         var members: [(key: String, value: JSONValue)] = []
-        var keys: Set<String> = []
+        var keys: Set<[UInt8]> = []
         var pendingKey = ""
 
-        /// Records `key`, returning false when the object already has it. Small objects are
-        /// scanned linearly; from 16 members on, a set keeps the check O(1).
+        /// Records `key`, returning false when the object already has it. Keys are compared as
+        /// UTF-8 bytes, as the reference implementation does (Swift's `String ==` would treat
+        /// "é" and "e\u{301}" as equal). Small objects are scanned linearly; from 16 members
+        /// on, a set keeps the check O(1).
         mutating func isNewKey(_ key: String) -> Bool {
-            if members.count < 16 { return !members.contains { $0.key == key } }
-            if keys.isEmpty { keys = Set(members.lazy.map(\.key)) }
-            return keys.insert(key).inserted
+            if members.count < 16 { return !members.contains { $0.key.utf8.elementsEqual(key.utf8) } }
+            if keys.isEmpty { keys = Set(members.lazy.map { Array($0.key.utf8) }) }
+            return keys.insert(Array(key.utf8)).inserted
         }
     }
 

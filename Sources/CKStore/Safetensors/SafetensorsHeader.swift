@@ -25,7 +25,7 @@ public struct TensorInfo: Sendable, Equatable {
 
     /// The number of elements, the product of ``shape`` (1 for a 0-d tensor). Validated headers
     /// guarantee this does not overflow.
-    public var elementCount: Int { shape.reduce(1, *) }
+    public var elementCount: Int { shape.contains(0) ? 0 : shape.reduce(1, *) }
 }
 
 /// The parsed and validated header of a safetensors file.
@@ -129,7 +129,11 @@ public struct SafetensorsHeader: Sendable {
             }
         }
         for tensor in tensors { try TensorInfoDecoder.validateSize(tensor) }
-        tensors.sort { ($0.dataStart, $0.dataEnd, $0.name) < ($1.dataStart, $1.dataEnd, $1.name) }
+        tensors.sort { a, b in
+            if a.dataStart != b.dataStart { return a.dataStart < b.dataStart }
+            if a.dataEnd != b.dataEnd { return a.dataEnd < b.dataEnd }
+            return a.name.utf8.lexicographicallyPrecedes(b.name.utf8)  // names as bytes, not Unicode order
+        }
         let dataLength = try checkLayout(tensors)
 
         var index: [String: Int] = [:]
@@ -252,16 +256,18 @@ enum TensorInfoDecoder {
     static func validateSize(_ tensor: TensorInfo) throws(SafetensorsError) {
         var label: String { "tensor \(JSON.quoted(tensor.name))" }
         var shapeText: String { "[" + tensor.shape.map(String.init).joined(separator: ", ") + "]" }
-        var count = 1
+        // Unsigned 64-bit arithmetic, as the reference's usize: [3037000500, 3037000500, 0] is a
+        // valid empty tensor although its running product passes Int64.max.
+        var count: UInt64 = 1
         for dimension in tensor.shape {
-            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            let (product, overflow) = count.multipliedReportingOverflow(by: UInt64(dimension))
             guard !overflow else {
                 throw SafetensorsError(
                     .shapeOverflow, "\(label): shape \(shapeText) has more elements than fit in a 64-bit integer")
             }
             count = product
         }
-        let (bits, overflow) = count.multipliedReportingOverflow(by: tensor.dtype.bitSize)
+        let (bits, overflow) = count.multipliedReportingOverflow(by: UInt64(tensor.dtype.bitSize))
         guard !overflow else {
             throw SafetensorsError(
                 .shapeOverflow,
@@ -272,7 +278,7 @@ enum TensorInfoDecoder {
                 .misalignedBits,
                 "\(label): \(tensor.dtype.rawValue) shape \(shapeText) is \(bits) bits, not a whole number of bytes")
         }
-        guard tensor.byteCount == bits / 8 else {
+        guard tensor.byteCount >= 0, UInt64(tensor.byteCount) == bits / 8 else {
             throw SafetensorsError(
                 .sizeMismatch,
                 "\(label): data_offsets [\(tensor.dataStart), \(tensor.dataEnd)] hold \(tensor.byteCount) bytes "

@@ -10,6 +10,27 @@ public enum OutputTarget: Sendable {
     case standardOutput
 }
 
+/// A regular output file that worker threads may write at known offsets (`pwrite`), so that
+/// copying decoded chunks into the page cache is spread over all cores instead of one.
+/// `@unchecked Sendable`: it holds only the descriptor number and path; `pwrite` at disjoint
+/// offsets is safe from several threads, and the owning `OutputWriter` outlives every use.
+struct PositionalOutput: @unchecked Sendable {
+    let fd: Int32
+    let path: String
+
+    /// Writes all of `bytes` at `offset`.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(CKStoreError) {
+        var done = 0
+        while done < bytes.count {
+            switch Sys.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, offset + done, path: path) {
+            case .success(let n): done += n
+            case .failure(let e):
+                throw CKStoreError(.environment, "cannot write \(path) at byte \(offset + done): \(e)", cause: e)
+            }
+        }
+    }
+}
+
 /// An output being written: owns the descriptor and, for files, the temporary name, which is
 /// removed unless `commit()` renames it into place.
 public final class OutputWriter {
@@ -56,6 +77,18 @@ public final class OutputWriter {
 
     deinit {
         if !committed, let temporaryPath { FileSystem.removeIfPresent(temporaryPath) }
+    }
+
+    /// A handle for writing at offsets from worker threads, when the output is a regular file
+    /// being created (not standard output, a pipe or a device).
+    var positional: PositionalOutput? {
+        guard temporaryPath != nil, let fd = handle?.fd else { return nil }
+        return PositionalOutput(fd: fd, path: finalPath ?? "")
+    }
+
+    /// Records `count` bytes written through `positional` after the current end.
+    func advance(by count: Int) {
+        bytesWritten += count
     }
 
     /// Appends bytes.

@@ -90,10 +90,20 @@ extension Store {
         }
     }
 
-    /// The manifest a resolved ref names.
+    /// The manifest a resolved ref names, checked against its digest: rows that no longer
+    /// hash to the digest (a damaged database) are an integrity error, never used.
     public func manifest(of ref: ResolvedRef) throws(CKStoreError) -> Manifest {
         let manifest = try wrapping("read \(ref.label)") { try metadata.manifest(ref.digest) }
         guard let manifest else { throw CKStoreError(.notFound, "\(ref.label) does not exist") }
+        let recomputed = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: manifest.tensors)
+        guard recomputed.digest == manifest.digest else {
+            let header = try? SafetensorsHeader.parse(headerBytes: manifest.headerBytes)
+            let bad = header.flatMap { h in zip(h.tensors, manifest.tensors).first { $0.0 != $0.1.info }?.1.info.name }
+            throw CKStoreError(
+                .integrity,
+                "\(ref.label): the stored rows no longer match digest sha256:\(manifest.digest.hex)"
+                    + (bad.map { " (tensor '\($0)')" } ?? ""))
+        }
         return manifest
     }
 }

@@ -3,6 +3,8 @@ struct ChunkFetch: Sendable {
     let chunk: ChunkRef
     let tensor: String
     let buffer: ByteBuffer
+    /// Where the worker writes the decoded chunk itself, when the output allows it.
+    let outputOffset: Int?
 }
 
 /// A worker's state for reading chunks: its codec scratch and its blob read buffer.
@@ -71,7 +73,12 @@ extension Store {
             let output = try OutputWriter(target)
             try output.write(SafetensorsHeader.lengthPrefix(manifest.headerBytes.count))
             try output.write(manifest.headerBytes)
-            try forEachChunk(of: manifest, label: ref.label) { (bytes) throws(CKStoreError) in try output.write(bytes) }
+            if let sink = output.positional {
+                try forEachChunk(of: manifest, label: ref.label, writingTo: (sink, output.bytesWritten)) { _ throws(CKStoreError) in }
+                output.advance(by: manifest.dataLength)
+            } else {
+                try forEachChunk(of: manifest, label: ref.label) { (bytes) throws(CKStoreError) in try output.write(bytes) }
+            }
             try output.commit()
             return GetReport(bytesOut: output.bytesWritten, seconds: Double(nowMilliseconds() - start) / 1000)
         }
@@ -79,7 +86,12 @@ extension Store {
 
     /// Calls `body` with every chunk of `manifest`, decoded and checked, in data-section order.
     /// Workers fetch ahead in parallel; memory stays bounded by (2 × workers + 1) chunks.
-    func forEachChunk(of manifest: Manifest, label: String, _ body: (UnsafeRawBufferPointer) throws(CKStoreError) -> Void) throws(CKStoreError) {
+    /// With `writingTo` (an output file and the offset of the data section in it), the workers
+    /// write each decoded chunk at its place themselves and `body` only sees it afterwards.
+    func forEachChunk(
+        of manifest: Manifest, label: String, writingTo output: (PositionalOutput, Int)? = nil,
+        _ body: (UnsafeRawBufferPointer) throws(CKStoreError) -> Void
+    ) throws(CKStoreError) {
         let chunkSize = max(configuration.chunkSize, manifest.tensors.flatMap(\.chunks).map(\.rawSize).max() ?? 0)
         let blobs = self.blobs
         let settings = configuration.codecSettings
@@ -90,6 +102,7 @@ extension Store {
             makeState: { ChunkReaderWorker(chunkSize: chunkSize, blobs: blobs, settings: settings, verify: verify) },
             process: { worker, job in
                 try worker.fetch(job.chunk, tensor: job.tensor, label: label, into: job.buffer)
+                if let sink = output?.0, let offset = job.outputOffset { try sink.write(job.buffer.bytes, at: offset) }
                 return job.buffer
             })
         defer { pipeline.shutdown() }
@@ -105,10 +118,13 @@ extension Store {
             pool.append(buffer)
         }
         do {
+            var offset = output?.1 ?? 0
             for tensor in manifest.tensors {
                 for chunk in tensor.chunks {
                     let buffer = pool.popLast() ?? ByteBuffer(capacity: chunkSize)
-                    try pipeline.submit(ChunkFetch(chunk: chunk, tensor: tensor.info.name, buffer: buffer), deliver: deliver)
+                    let job = ChunkFetch(chunk: chunk, tensor: tensor.info.name, buffer: buffer, outputOffset: output == nil ? nil : offset)
+                    try pipeline.submit(job, deliver: deliver)
+                    offset += chunk.rawSize
                 }
             }
             try pipeline.drain(deliver)

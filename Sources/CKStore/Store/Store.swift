@@ -76,7 +76,10 @@ public final class Store {
                 try Array(defaultConfigurationText.utf8).withUnsafeBytes { try file.writeAll($0) }
                 try file.sync()
                 try file.close()
-                _ = try Sys.rename(temp, configPath).get()
+                // link(2) never replaces: an existing config.json (a concurrent init) wins.
+                let linked = Sys.link(temp, configPath)
+                FileSystem.removeIfPresent(temp)
+                if case .failure(let e) = linked, !e.isAlreadyExists { throw e }
             }
         } catch {
             throw CKStoreError(.environment, "cannot create the store at \(path): \(error)", cause: error)
