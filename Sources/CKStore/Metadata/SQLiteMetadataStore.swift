@@ -16,9 +16,11 @@ final class SQLiteMetadataStore: MetadataStore {
 
     /// Opens (creating and migrating when `create`) the database at `path`.
     /// - Parameter readOnly: open for reading only (worker threads' dedup lookups, `fsck`).
-    init(path: String, create: Bool, readOnly: Bool = false) throws {
+    init(path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false) throws {
         do {
-            db = try Connection(path: path, mode: readOnly ? .readOnly : (create ? .readWriteCreate : .readWrite))
+            let mode: Connection.Mode =
+                immutable ? .readOnlyImmutable : readOnly ? .readOnly : create ? .readWriteCreate : .readWrite
+            db = try Connection(path: path, mode: mode)
         } catch {
             throw CKStoreError.wrap(error, context: "cannot open the metadata database \(path)")
         }

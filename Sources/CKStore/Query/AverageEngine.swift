@@ -9,6 +9,8 @@ struct AverageJob: Sendable {
     let inputLabels: [String]
     let length: Int
     let output: ByteBuffer
+    /// Where the worker writes the computed segment itself, when the output allows it.
+    let outputOffset: Int?
 }
 
 /// A computed segment, and its stored chunk when the result is being cached.

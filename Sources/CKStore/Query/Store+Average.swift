@@ -26,8 +26,9 @@ extension Store {
     /// With `useCache`, a stored derived snapshot for the same recipe and input digests is
     /// returned without recomputing; on a miss the result is stored as one (its blobs durable
     /// before its rows are committed).
-    public func materialize(_ plan: QueryPlan, to target: OutputTarget?, useCache: Bool = true) throws(CKStoreError) -> AverageReport {
+    public func materialize(_ plan: QueryPlan, to target: OutputTarget?, useCache requested: Bool = true) throws(CKStoreError) -> AverageReport {
         let start = nowMilliseconds()
+        let useCache = requested && !isReadOnly
         func report(fromCache: Bool, digest: SHA256Digest?, copied: [String], bytes: Int) -> AverageReport {
             AverageReport(
                 plan: plan, fromCache: fromCache, derivedDigest: digest, copiedTensors: copied, bytesOut: bytes,
@@ -49,11 +50,14 @@ extension Store {
             try output?.write(header)
             let cache = useCache ? CacheTarget(blobs: blobs, databasePath: "\(path)/\(Store.databaseName)") : nil
             var chunkLists: [[ChunkRef]] = Array(repeating: [], count: layout.tensors.count)
-            try computeAverage(plan: plan, layout: layout, tensorIndices: Array(layout.tensors.indices), cache: cache) {
-                (result) throws(CKStoreError) in
-                try output?.write(result.output.bytes)
+            let positional = output?.positional.map { ($0, output!.bytesWritten) }
+            try computeAverage(
+                plan: plan, layout: layout, tensorIndices: Array(layout.tensors.indices), cache: cache, writingTo: positional
+            ) { (result) throws(CKStoreError) in
+                if positional == nil { try output?.write(result.output.bytes) }
                 if let stored = result.stored { chunkLists[result.tensorIndex].append(stored) }
             }
+            if positional != nil { output?.advance(by: layout.manifests.last!.dataLength) }
             var digest: SHA256Digest?
             if cache != nil {
                 let tensors = layout.tensors.enumerated().map { i, t in TensorEntry(info: t.info, chunks: chunkLists[i]) }
@@ -70,9 +74,11 @@ extension Store {
     }
 
     /// Runs the averaging pipeline over the given output tensors, delivering computed segments
-    /// in order.
+    /// in order. With `writingTo` (an output file and the offset of its data section), workers
+    /// write each segment at its place themselves.
     func computeAverage(
         plan: QueryPlan, layout: AverageLayout, tensorIndices: [Int], cache: CacheTarget?,
+        writingTo output: (PositionalOutput, Int)? = nil,
         deliver body: (AverageResult) throws(CKStoreError) -> Void
     ) throws(CKStoreError) {
         let chunkSize = configuration.chunkSize
@@ -89,6 +95,7 @@ extension Store {
             makeState: { try AverageWorker(chunkSize: bufferSize, blobs: blobs, settings: settings, verify: verify, cache: cache) },
             process: { worker, job in
                 try worker.compute(job, combination: combination)
+                if let sink = output?.0, let offset = job.outputOffset { try sink.write(job.output.bytes, at: offset) }
                 guard let cache else { return AverageResult(tensorIndex: job.tensorIndex, output: job.output, stored: nil, isNewBlob: false) }
                 let (ref, isNew) = try worker.store(job, cache: cache)
                 return AverageResult(tensorIndex: job.tensorIndex, output: job.output, stored: ref, isNewBlob: isNew)
@@ -121,7 +128,8 @@ extension Store {
                     let buffer = pool.popLast() ?? ByteBuffer(capacity: bufferSize)
                     let job = AverageJob(
                         tensorIndex: index, tensor: tensor.info.name, dtype: tensor.info.dtype, averaged: tensor.averaged,
-                        inputs: inputs, inputLabels: labels, length: length, output: buffer)
+                        inputs: inputs, inputLabels: labels, length: length, output: buffer,
+                        outputOffset: output.map { $0.1 + tensor.info.dataStart + offset })
                     try pipeline.submit(job, deliver: deliver)
                     offset += length
                 }

@@ -22,6 +22,9 @@ final class Connection {
         case readWrite
         /// Read-only.
         case readOnly
+        /// Read-only with SQLite's `immutable` flag: no locks and no -shm file, for a database
+        /// on a read-only file system, where nobody can be writing it.
+        case readOnlyImmutable
     }
 
     /// Opens (and configures) the database at `path`: extended result codes, a busy timeout,
@@ -33,10 +36,15 @@ final class Connection {
         switch mode {
         case .readWriteCreate: flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
         case .readWrite: flags |= SQLITE_OPEN_READWRITE
-        case .readOnly: flags |= SQLITE_OPEN_READONLY
+        case .readOnly, .readOnlyImmutable: flags |= SQLITE_OPEN_READONLY
+        }
+        var target = path
+        if mode == .readOnlyImmutable {
+            flags |= SQLITE_OPEN_URI
+            target = "file:" + Connection.percentEncoded(path) + "?immutable=1"
         }
         var db: OpaquePointer?
-        let code = sqlite3_open_v2(path, &db, flags, nil)
+        let code = sqlite3_open_v2(target, &db, flags, nil)
         guard code == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) }
             sqlite3_close_v2(db)
@@ -48,6 +56,24 @@ final class Connection {
         sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
         _ = ckstore_sqlite3_enable_defensive(db)
         try execute("PRAGMA foreign_keys = ON")
+    }
+
+    /// `path` with the characters that are special in an SQLite URI percent-encoded.
+    static func percentEncoded(_ path: String) -> String {
+        var out = ""
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "/"), UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out += "%"
+                out.unicodeScalars.append(hex[Int(byte >> 4)])
+                out.unicodeScalars.append(hex[Int(byte & 15)])
+            }
+        }
+        return out
     }
 
     deinit {

@@ -27,6 +27,9 @@ public final class Store {
 
     /// Whether reads re-hash decoded chunks with SHA-256.
     var verifiesSHA256OnRead: Bool { forceSHA256Verification || configuration.verifyReadsWithSHA256 }
+    /// True when the store's folder is not writable (opened for reading only; query results
+    /// are computed but not cached).
+    public let isReadOnly: Bool
     /// The name of the metadata database inside the store.
     static let databaseName = "ckstore.db"
 
@@ -127,8 +130,14 @@ public final class Store {
         } catch {
             throw CKStoreError(.environment, "cannot read \(configPath): \(error)", cause: error)
         }
+        // On a read-only file system (a mounted archive of checkpoints) the store is opened for
+        // reading only, immutable: SQLite could not create its WAL index there. Writes then fail
+        // cleanly ("attempt to write a readonly database"), reads work.
+        let writable = access(path, W_OK) == 0
+        isReadOnly = !writable
         metadata = try wrapping("cannot open the store at \(path)") {
-            try SQLiteMetadataStore(path: "\(path)/\(Store.databaseName)", create: false)
+            try SQLiteMetadataStore(
+                path: "\(path)/\(Store.databaseName)", create: false, readOnly: !writable, immutable: !writable)
         }
         let mode: LocalBlobStore.SyncMode =
             switch configuration.syncMode {
