@@ -60,7 +60,10 @@ final class LocalBlobStore: BlobStore {
         let final = path(for: id)
         let existing = try? readExisting(final)
         if let existing, existing.withUnsafeBytes({ isValid($0) }) {
+            // A reused file may be a crashed put's leftover whose name was never made durable:
+            // sync its folder as well as its data before anything refers to it.
             if durable { unsynced.withLock { $0.append(final) } }
+            _ = dirtyFolders.withLock { $0.insert(dir) }
             return (false, existing.count)
         }
         do {
@@ -87,6 +90,7 @@ final class LocalBlobStore: BlobStore {
                 if let other = try? readExisting(final), other.withUnsafeBytes({ isValid($0) }) {
                     FileSystem.removeIfPresent(temp)
                     if durable { unsynced.withLock { $0.append(final) } }
+                    _ = dirtyFolders.withLock { $0.insert(dir) }
                     return (false, other.count)
                 }
                 _ = try Sys.rename(temp, final).get()

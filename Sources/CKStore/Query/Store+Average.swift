@@ -35,12 +35,18 @@ extension Store {
                 seconds: Double(nowMilliseconds() - start) / 1000)
         }
         if useCache, let cached = try derivedSnapshot(key: plan.cacheKey) {
-            let layoutCopied = try AverageLayout(plan: plan, store: self).copiedTensors
-            var bytes = 0
-            if let target {
-                bytes = try restore(ResolvedRef(digest: cached, snapshot: nil), to: target).bytesOut
+            do throws(CKStoreError) {
+                let layoutCopied = try AverageLayout(plan: plan, store: self).copiedTensors
+                var bytes = 0
+                if let target {
+                    bytes = try restore(ResolvedRef(digest: cached, snapshot: nil), to: target).bytesOut
+                }
+                return report(fromCache: true, digest: cached, copied: layoutCopied, bytes: bytes)
+            } catch where error.code == .notFound {
+                // The lookup runs before the store lock is taken: gc may have dropped the cached
+                // result since (restore fails before writing anything). Compute it instead; a
+                // missing input fails again below.
             }
-            return report(fromCache: true, digest: cached, copied: layoutCopied, bytes: bytes)
         }
         return try withLock(exclusive: false) { () throws(CKStoreError) -> AverageReport in
             let layout = try AverageLayout(plan: plan, store: self)
