@@ -27,6 +27,9 @@ if ! python3 -c "import numpy, safetensors, ml_dtypes, pytest" 2>/dev/null; then
     python3 -m pip install -q numpy safetensors ml-dtypes pytest
 fi
 
+# Formatting (.swift-format): the tree must be clean; `swift format -i -r Sources Tests` fixes it.
+swift format lint --strict -r Sources Tests
+
 swift build --build-tests
 swift test --skip-build
 if [ -d Tests/python ]; then

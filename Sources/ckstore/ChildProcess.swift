@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CKStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Set by SIGINT/SIGTERM handlers; polled by long-running commands (`watch`).
 nonisolated(unsafe) var stopSignal: sig_atomic_t = 0

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CKStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Writing to the terminal, and formatting numbers for people.
 enum Console {

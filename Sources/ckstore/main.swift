@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CKStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The ckstore version.
 let ckstoreVersion = "0.1.0"

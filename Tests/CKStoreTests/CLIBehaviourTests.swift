@@ -4,11 +4,11 @@
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import CKStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Three random tensors of 12 kB, 12 kB and 100 bytes (3, 3 and 1 chunks at chunk_size 4096).
 private func threeTensors(seed: UInt64) -> [TensorSpec] {
@@ -307,7 +307,8 @@ struct CLIBehaviourTests {
             let store = try damagedStore(dir, damage)
             let r = runCLI(["get", "r@1", "-o", "-"], store: store)
             #expect(r.status == 3)
-            #expect(outputLines(r.stderr).count == 1 && r.stderr.hasPrefix("ckstore: error: ") && r.stderr.contains("'beta'"), "\(r.stderr)")
+            #expect(
+                outputLines(r.stderr).count == 1 && r.stderr.hasPrefix("ckstore: error: ") && r.stderr.contains("'beta'"), "\(r.stderr)")
         }
     }
 
@@ -372,7 +373,9 @@ struct CLIBehaviourTests {
             #expect(snapshot["digest"] as? String == "sha256:\(digest)")
             #expect(snapshot["logical_bytes"] as? Int == file.count)
             #expect(snapshot["tensors"] as? Int == 3)
-            #expect(snapshot["stored_bytes"] as? Int == objectFiles(store).values.reduce(0, +), "stored bytes of the only snapshot = all blob bytes")
+            #expect(
+                snapshot["stored_bytes"] as? Int == objectFiles(store).values.reduce(0, +),
+                "stored bytes of the only snapshot = all blob bytes")
             let created = snapshot["created_at"] as? String ?? ""
             #expect(created.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z/) != nil, "created_at: \(created)")
             let metrics = (snapshot["metrics"] as? [[String: Any]] ?? []).map {
@@ -512,7 +515,9 @@ struct CLIBehaviourTests {
                     let r = runCKStore([command, flag], directory: dir.path)
                     #expect(r.status == 0, "\(command) \(flag)")
                     #expect(text(r.stdout).hasPrefix("usage: ckstore"), "\(command) \(flag): \(text(r.stdout))")
-                    #expect(text(r.stdout).contains("ckstore \(command)") || text(r.stdout).contains("ckstore [--store PATH] \(command)"), "\(command) \(flag)")
+                    #expect(
+                        text(r.stdout).contains("ckstore \(command)") || text(r.stdout).contains("ckstore [--store PATH] \(command)"),
+                        "\(command) \(flag)")
                     #expect(r.stderr.isEmpty, "\(command) \(flag)")
                 }
             }

@@ -66,7 +66,8 @@ struct CLIMalformedInputTests {
         list.append(MalformedCase(label: "5-byte file", bytes: [1, 2, 3, 4, 5], mentions: ["5 bytes"]))
         list.append(
             MalformedCase(
-                label: "header length beyond the file", bytes: rawSafetensors(header: "{}", declaredLength: 1000), mentions: ["1000", "byte 0"]))
+                label: "header length beyond the file", bytes: rawSafetensors(header: "{}", declaredLength: 1000),
+                mentions: ["1000", "byte 0"]))
         list.append(
             MalformedCase(
                 label: "header length over 100,000,000", bytes: rawSafetensors(header: "{}", declaredLength: 100_000_001),
@@ -77,7 +78,8 @@ struct CLIMalformedInputTests {
                 mentions: ["100000001", "byte 0"]))
         list.append(
             MalformedCase(
-                label: "header length 2^63", bytes: rawSafetensors(header: "{}", declaredLength: 1 << 63), mentions: ["9223372036854775808"]))
+                label: "header length 2^63", bytes: rawSafetensors(header: "{}", declaredLength: 1 << 63), mentions: ["9223372036854775808"]
+            ))
         let fullHeader = "{" + entry("w", "F32", "[2]", 0, 8) + "}"
         list.append(
             MalformedCase(
@@ -97,7 +99,8 @@ struct CLIMalformedInputTests {
         list.append(MalformedCase(label: "header starts with a space", bytes: rawSafetensors(header: " {}"), mentions: ["header byte 0"]))
         list.append(MalformedCase(label: "invalid JSON", bytes: rawSafetensors(header: "{\"w\":}"), mentions: ["JSON", "header byte 5"]))
         list.append(
-            MalformedCase(label: "invalid JSON", bytes: rawSafetensors(header: "{\"w\":}"), viaStdin: true, mentions: ["JSON", "header byte 5"]))
+            MalformedCase(
+                label: "invalid JSON", bytes: rawSafetensors(header: "{\"w\":}"), viaStdin: true, mentions: ["JSON", "header byte 5"]))
         list.append(
             MalformedCase(
                 label: "unterminated JSON object", bytes: rawSafetensors(header: "{" + entry("w", "F32", "[2]", 0, 8), data: eight),
@@ -108,7 +111,8 @@ struct CLIMalformedInputTests {
                 mentions: ["'w'", "F128"]))
         list.append(
             MalformedCase(
-                label: "unknown dtype", bytes: rawSafetensors(header: "{" + entry("w", "f32", "[2]", 0, 8) + "}", data: eight), viaStdin: true,
+                label: "unknown dtype", bytes: rawSafetensors(header: "{" + entry("w", "f32", "[2]", 0, 8) + "}", data: eight),
+                viaStdin: true,
                 mentions: ["'w'", "f32"]))
         list.append(
             MalformedCase(
@@ -121,11 +125,13 @@ struct CLIMalformedInputTests {
                 mentions: ["'w'", "64-bit"]))
         list.append(
             MalformedCase(
-                label: "bit count overflow", bytes: rawSafetensors(header: "{" + entry("w", "F64", "[2305843009213693952]", 0, 8) + "}", data: eight),
+                label: "bit count overflow",
+                bytes: rawSafetensors(header: "{" + entry("w", "F64", "[2305843009213693952]", 0, 8) + "}", data: eight),
                 mentions: ["'w'", "64-bit"]))
         list.append(
             MalformedCase(
-                label: "F4 with an odd element count", bytes: rawSafetensors(header: "{" + entry("w", "F4", "[3]", 0, 2) + "}", data: [0, 0]),
+                label: "F4 with an odd element count",
+                bytes: rawSafetensors(header: "{" + entry("w", "F4", "[3]", 0, 2) + "}", data: [0, 0]),
                 mentions: ["'w'", "whole number of bytes"]))
         list.append(
             MalformedCase(
@@ -134,30 +140,37 @@ struct CLIMalformedInputTests {
         list.append(
             MalformedCase(
                 label: "offsets beyond 64 bits",
-                bytes: rawSafetensors(header: "{" + entry("w", "F32", "[2]", 0, 0).replacingOccurrences(of: "[0,0]", with: "[0,18446744073709551616]") + "}", data: eight),
+                bytes: rawSafetensors(
+                    header: "{" + entry("w", "F32", "[2]", 0, 0).replacingOccurrences(of: "[0,0]", with: "[0,18446744073709551616]") + "}",
+                    data: eight),
                 mentions: ["'w'", "data_offsets[1]"]))
         list.append(
             MalformedCase(
-                label: "offsets begin after they end", bytes: rawSafetensors(header: "{" + entry("w", "F32", "[0]", 8, 4) + "}", data: eight),
+                label: "offsets begin after they end",
+                bytes: rawSafetensors(header: "{" + entry("w", "F32", "[0]", 8, 4) + "}", data: eight),
                 mentions: ["'w'", "[8, 4]"]))
         list.append(
             MalformedCase(
                 label: "overlapping offsets",
-                bytes: rawSafetensors(header: "{" + entry("a", "F32", "[4]", 0, 16) + "," + entry("b", "F32", "[4]", 8, 24) + "}", data: rng.bytes(24)),
+                bytes: rawSafetensors(
+                    header: "{" + entry("a", "F32", "[4]", 0, 16) + "," + entry("b", "F32", "[4]", 8, 24) + "}", data: rng.bytes(24)),
                 mentions: ["'a'", "'b'", "overlap"]))
         list.append(
             MalformedCase(
                 label: "gap between tensors",
-                bytes: rawSafetensors(header: "{" + entry("a", "F32", "[2]", 0, 8) + "," + entry("b", "F32", "[2]", 16, 24) + "}", data: rng.bytes(24)),
+                bytes: rawSafetensors(
+                    header: "{" + entry("a", "F32", "[2]", 0, 8) + "," + entry("b", "F32", "[2]", 16, 24) + "}", data: rng.bytes(24)),
                 mentions: ["'a'", "'b'", "gap of 8 bytes"]))
         list.append(
             MalformedCase(
-                label: "data section not starting at 0", bytes: rawSafetensors(header: "{" + entry("a", "F32", "[2]", 8, 16) + "}", data: rng.bytes(16)),
+                label: "data section not starting at 0",
+                bytes: rawSafetensors(header: "{" + entry("a", "F32", "[2]", 8, 16) + "}", data: rng.bytes(16)),
                 mentions: ["'a'", "begin at 8"]))
         list.append(
             MalformedCase(
                 label: "offsets not matching the dtype size",
-                bytes: rawSafetensors(header: "{" + entry("w", "F32", "[2]", 0, 12) + "}", data: rng.bytes(12)), mentions: ["'w'", "12 bytes", "needs 8"]))
+                bytes: rawSafetensors(header: "{" + entry("w", "F32", "[2]", 0, 12) + "}", data: rng.bytes(12)),
+                mentions: ["'w'", "12 bytes", "needs 8"]))
         list.append(
             MalformedCase(
                 label: "missing data_offsets", bytes: rawSafetensors(header: "{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", data: eight),
@@ -176,7 +189,8 @@ struct CLIMalformedInputTests {
             MalformedCase(
                 label: "metadata not an object", bytes: rawSafetensors(header: "{\"__metadata__\":[\"a\"]}"), mentions: ["__metadata__"]))
         list.append(
-            MalformedCase(label: "trailing bytes after the data", bytes: freshFile + [1, 2, 3], mentions: ["trailing", "byte \(freshFile.count)"]))
+            MalformedCase(
+                label: "trailing bytes after the data", bytes: freshFile + [1, 2, 3], mentions: ["trailing", "byte \(freshFile.count)"]))
         list.append(
             MalformedCase(
                 label: "trailing bytes after the data", bytes: freshFile + [1, 2, 3], viaStdin: true,
@@ -195,7 +209,8 @@ struct CLIMalformedInputTests {
                 viaStdin: true, mentions: ["'first'", "byte \(8 + headerLength(freshFile) + 5000)"]))
         list.append(
             MalformedCase(
-                label: "data truncated after a tensor shared with the stored snapshot", bytes: Array(sharingFile.dropLast(100)), viaStdin: true,
+                label: "data truncated after a tensor shared with the stored snapshot", bytes: Array(sharingFile.dropLast(100)),
+                viaStdin: true,
                 mentions: ["'novel'"]))
         let good = makeSafetensors(tensors: goodTensors)
         list.append(MalformedCase(label: "invalid run name a@b", bytes: good, mentions: ["a@b"], run: "a@b"))
@@ -203,7 +218,9 @@ struct CLIMalformedInputTests {
         list.append(MalformedCase(label: "invalid run name with a comma", bytes: good, mentions: ["'a,b'"], run: "a,b"))
         list.append(MalformedCase(label: "empty run name", bytes: good, mentions: ["run name"], run: ""))
         list.append(MalformedCase(label: "negative step", bytes: good, mentions: ["--step", "-1"], step: "-1", status: 2))
-        list.append(MalformedCase(label: "input file does not exist", bytes: [], mentions: ["missing.safetensors"], pathOverride: "missing.safetensors"))
+        list.append(
+            MalformedCase(
+                label: "input file does not exist", bytes: [], mentions: ["missing.safetensors"], pathOverride: "missing.safetensors"))
         list.append(MalformedCase(label: "input is a directory", bytes: [], mentions: ["subdir"], pathOverride: "subdir"))
         return list
     }()

@@ -25,10 +25,13 @@ private func expectRoundTrip(
     #expect(r.status == 0, "get -o FILE failed: \(r.stderr)", sourceLocation: sourceLocation)
     #expect(r.stdout.isEmpty, "get -o FILE printed on stdout", sourceLocation: sourceLocation)
     let written = readFile(output)
-    #expect(written.count == bytes.count, "get -o FILE wrote \(written.count) bytes, expected \(bytes.count)", sourceLocation: sourceLocation)
+    #expect(
+        written.count == bytes.count, "get -o FILE wrote \(written.count) bytes, expected \(bytes.count)", sourceLocation: sourceLocation)
     #expect(sha256Hex(written) == sha256Hex(bytes), "get -o FILE: SHA-256 differs from the input", sourceLocation: sourceLocation)
     let streamed = getBytes("\(run)@\(step)", store: store, sourceLocation: sourceLocation)
-    #expect(streamed == Data(bytes), "get -o -: bytes differ from the input (\(streamed.count) vs \(bytes.count))", sourceLocation: sourceLocation)
+    #expect(
+        streamed == Data(bytes), "get -o -: bytes differ from the input (\(streamed.count) vs \(bytes.count))",
+        sourceLocation: sourceLocation)
 }
 
 /// A named fixture file for parameterized tests.
@@ -119,7 +122,8 @@ struct CLIRoundTripTests {
             FixtureCase(
                 label: "metadata with escapes and non-ASCII", tensors: tensors,
                 metadata: ["note": "ünïcödé \"quoted\" back\\slash\nnew line\ttab", "emoji": "🧪", "empty": ""]),
-            FixtureCase(label: "__metadata__ after the tensors", tensors: tensors, metadata: ["k": "v", "step": "100"], metadataLast: true),
+            FixtureCase(
+                label: "__metadata__ after the tensors", tensors: tensors, metadata: ["k": "v", "step": "100"], metadataLast: true),
         ]
     }()
 

@@ -27,7 +27,9 @@ import Testing
         let pipeline = OrderedPipeline<Int, Int, Int>(
             workers: 2, capacity: 4, makeState: { 0 },
             process: { _, n in
-                inFlight.withLock { $0.now += 1; $0.peak = max($0.peak, $0.now) }
+                inFlight.withLock {
+                    $0.now += 1; $0.peak = max($0.peak, $0.now)
+                }
                 usleep(2000)
                 return n
             })
@@ -209,7 +211,7 @@ import Testing
     }
 
     @Test func aFailedWriteLeavesNoTemporaryFile() throws {
-        try withTemporaryDirectory { dir in
+        withTemporaryDirectory { dir in
             let store = LocalBlobStore(root: dir.path)
             // Only writes under this test's folder fail (tests run in parallel in one process).
             let fault = Sys.Fault(call: "write", errno: ENOSPC, skip: 0, remaining: 1, pathPrefix: dir.path)

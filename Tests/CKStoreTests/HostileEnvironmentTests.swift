@@ -471,7 +471,7 @@ struct HostileEnvironmentTests {
             writeFile(dir.file("escaped.safetensors"), rawSafetensors(header: escaped, data: data))
             let r1 = runCLI(["put", "--run", "r", "--step", "1", dir.file("escaped.safetensors")], store: store)
             expectOneErrorLine(r1, status: 1, mentions: ["'a\\u0000b'", "NUL"])
-            var raw = Array("{\"a".utf8) + [0] + Array("b\":{\"dtype\":\"U8\",\"shape\":[12],\"data_offsets\":[0,12]}}".utf8)
+            let raw = Array("{\"a".utf8) + [0] + Array("b\":{\"dtype\":\"U8\",\"shape\":[12],\"data_offsets\":[0,12]}}".utf8)
             writeFile(dir.file("raw.safetensors"), rawSafetensors(header: raw, data: data))
             let r2 = runCLI(["put", "--run", "r", "--step", "1", dir.file("raw.safetensors")], store: store)
             expectOneErrorLine(r2, status: 1, mentions: ["control character", "header byte 3"])

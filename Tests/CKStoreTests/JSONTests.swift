@@ -50,8 +50,9 @@ private func jsonError(_ bytes: [UInt8], maxDepth: Int = 64) -> SafetensorsError
     }
 
     @Test func acceptsSurroundingWhitespace() throws {
-        #expect(try JSON.parse(Array(" \t\r\n{ \"a\" : [ 1 , 2 ] } \n  ".utf8))
-            == .object([("a", .array([.number("1"), .number("2")]))]))
+        #expect(
+            try JSON.parse(Array(" \t\r\n{ \"a\" : [ 1 , 2 ] } \n  ".utf8))
+                == .object([("a", .array([.number("1"), .number("2")]))]))
     }
 
     @Test func acceptsAnyContiguousOrNonContiguousCollection() throws {
@@ -105,10 +106,11 @@ private func jsonError(_ bytes: [UInt8], maxDepth: Int = 64) -> SafetensorsError
         #expect(error.message.contains("byte \(offset):"))
     }
 
-    @Test(arguments: [
-        ([0x22, 0xFF, 0x22], 1), ([0x22, 0xC0, 0x80, 0x22], 1), ([0x22, 0x61, 0xED, 0xA0, 0x80, 0x22], 2),
-        ([0x22, 0xF4, 0x90, 0x80, 0x80, 0x22], 1), ([0x22, 0xE2, 0x82], 1), ([0x20, 0x80], 1),
-    ] as [([UInt8], Int)])
+    @Test(
+        arguments: [
+            ([0x22, 0xFF, 0x22], 1), ([0x22, 0xC0, 0x80, 0x22], 1), ([0x22, 0x61, 0xED, 0xA0, 0x80, 0x22], 2),
+            ([0x22, 0xF4, 0x90, 0x80, 0x80, 0x22], 1), ([0x22, 0xE2, 0x82], 1), ([0x20, 0x80], 1),
+        ] as [([UInt8], Int)])
     func rejectsInvalidUTF8AtItsOffset(bytes: [UInt8], offset: Int) throws {
         let error = try #require(jsonError(bytes))
         #expect(error.kind == .invalidUTF8)

@@ -128,7 +128,8 @@ private func putStep(_ store: Store, _ dir: TemporaryDirectory, step: Int, run: 
             let values = try lazy.values(of: "w")
             #expect(values.count == 3000)
             for i in [0, 1, 1500, 2999] {
-                let expected = Float((Double(Float(30) + Float(i) / 1000) + Double(Float(40) + Float(i) / 1000) + Double(Float(50) + Float(i) / 1000)) / 3)
+                let expected = Float(
+                    (Double(Float(30) + Float(i) / 1000) + Double(Float(40) + Float(i) / 1000) + Double(Float(50) + Float(i) / 1000)) / 3)
                 #expect(Float(values[i]) == expected, "element \(i)")
             }
             // Reading lazily stores nothing.

@@ -56,10 +56,12 @@ private let referenceAvailable: Bool = {
     }
 
     @Test func acceptsZeroSizeTensorsSharingAnOffset() throws {
-        let json = "{" + [
-            entry("z2", "F32", "[3,0]", 4, 4), entry("b", "F32", "[1]", 4, 8), entry("z1", "F32", "[0]", 4, 4),
-            entry("a", "F32", "[1]", 0, 4), entry("z0", "I64", "[0]", 0, 0), entry("z3", "F4", "[0,7]", 8, 8),
-        ].joined(separator: ",") + "}"
+        let json =
+            "{"
+            + [
+                entry("z2", "F32", "[3,0]", 4, 4), entry("b", "F32", "[1]", 4, 8), entry("z1", "F32", "[0]", 4, 4),
+                entry("a", "F32", "[1]", 0, 4), entry("z0", "I64", "[0]", 0, 0), entry("z3", "F4", "[0,7]", 8, 8),
+            ].joined(separator: ",") + "}"
         let header = try parse(json)
         #expect(header.tensors.map(\.name) == ["z0", "a", "z1", "z2", "b", "z3"])
         #expect(header.tensor(named: "z2")?.shape == [3, 0])
@@ -80,7 +82,8 @@ private let referenceAvailable: Bool = {
 
     @Test func sortsTensorsByDataOffsetsNotKeyOrder() throws {
         let header = try parse(
-            "{" + [entry("c", "F16", "[2]", 4, 8), entry("a", "BF16", "[3]", 8, 14), entry("b", "I32", "[1]", 0, 4)]
+            "{"
+                + [entry("c", "F16", "[2]", 4, 8), entry("a", "BF16", "[3]", 8, 14), entry("b", "I32", "[1]", 0, 4)]
                 .joined(separator: ",") + "}")
         #expect(header.tensors.map(\.name) == ["b", "c", "a"])
         #expect(header.tensor(named: "a") == TensorInfo(name: "a", dtype: .bf16, shape: [3], dataStart: 8, dataEnd: 14))
@@ -115,14 +118,15 @@ private let referenceAvailable: Bool = {
         #expect((8 + bytes.count) % 8 == 0)
         #expect(bytes.starts(with: Array(#"{"__metadata__":{"format":"pt","note":"a\nb"},"w":{"dtype":"F32""#.utf8)))
         let header = try SafetensorsHeader.parse(headerBytes: bytes)
-        #expect(header.tensors == [
-            TensorInfo(name: "w", dtype: .f32, shape: [2, 3], dataStart: 0, dataEnd: 24),
-            TensorInfo(name: "scalar", dtype: .f64, shape: [], dataStart: 24, dataEnd: 32),
-            TensorInfo(name: "empty", dtype: .bf16, shape: [0, 5], dataStart: 32, dataEnd: 32),
-            TensorInfo(name: "packed", dtype: .f4, shape: [3, 2], dataStart: 32, dataEnd: 35),
-            TensorInfo(name: "six", dtype: .f6E2M3, shape: [4], dataStart: 35, dataEnd: 38),
-            TensorInfo(name: "quote\"name", dtype: .u8, shape: [1], dataStart: 38, dataEnd: 39),
-        ])
+        #expect(
+            header.tensors == [
+                TensorInfo(name: "w", dtype: .f32, shape: [2, 3], dataStart: 0, dataEnd: 24),
+                TensorInfo(name: "scalar", dtype: .f64, shape: [], dataStart: 24, dataEnd: 32),
+                TensorInfo(name: "empty", dtype: .bf16, shape: [0, 5], dataStart: 32, dataEnd: 32),
+                TensorInfo(name: "packed", dtype: .f4, shape: [3, 2], dataStart: 32, dataEnd: 35),
+                TensorInfo(name: "six", dtype: .f6E2M3, shape: [4], dataStart: 35, dataEnd: 38),
+                TensorInfo(name: "quote\"name", dtype: .u8, shape: [1], dataStart: 38, dataEnd: 39),
+            ])
         #expect(header.metadata.map { $0.map(\.key) } == ["format", "note"])
         #expect(header.metadata?.last?.value == "a\nb")
         let bare = SafetensorsHeader.encode(tensors: [("x", .i8, [1])], metadata: nil)
@@ -139,12 +143,15 @@ private let referenceAvailable: Bool = {
         #expect(replaced.metadata?.map(\.key) == ["new"] && replaced.metadata?.first?.value == "2")
         guard case .object(let members) = replaced.json else { Issue.record("json is not an object"); return }
         #expect(members.map(\.key) == ["b", "__metadata__", "a"])
-        #expect(members[0].value == .object([
-            ("dtype", .string("F32")), ("shape", .array([.number("1")])),
-            ("data_offsets", .array([.number("4"), .number("8")])), ("x", .number("1.50")),
-        ]))
-        let inserted = try SafetensorsHeader.parse(headerBytes: try parse("{" + entry("t", "U8", "[2]", 0, 2) + "}")
-            .replacingMetadata([("k", "v")]))
+        #expect(
+            members[0].value
+                == .object([
+                    ("dtype", .string("F32")), ("shape", .array([.number("1")])),
+                    ("data_offsets", .array([.number("4"), .number("8")])), ("x", .number("1.50")),
+                ]))
+        let inserted = try SafetensorsHeader.parse(
+            headerBytes: try parse("{" + entry("t", "U8", "[2]", 0, 2) + "}")
+                .replacingMetadata([("k", "v")]))
         guard case .object(let insertedMembers) = inserted.json else { Issue.record("json is not an object"); return }
         #expect(insertedMembers.map(\.key) == ["__metadata__", "t"])
         #expect(inserted.tensors == [TensorInfo(name: "t", dtype: .u8, shape: [2], dataStart: 0, dataEnd: 2)])
@@ -155,19 +162,23 @@ private let referenceAvailable: Bool = {
         let prefix = SafetensorsHeader.lengthPrefix(1234) + [0xFF, 0xFF]
         #expect(try SafetensorsHeader.headerLength(prefix: prefix, fileSize: nil) == 1234)
         #expect(try SafetensorsHeader.headerLength(prefix: prefix, fileSize: 8 + 1234) == 1234)
-        #expect(try SafetensorsHeader.headerLength(prefix: SafetensorsHeader.lengthPrefix(100_000_000), fileSize: nil)
-            == 100_000_000)
+        #expect(
+            try SafetensorsHeader.headerLength(prefix: SafetensorsHeader.lengthPrefix(100_000_000), fileSize: nil)
+                == 100_000_000)
     }
 
     @Test func gpt2SizedHeaderParsesQuickly() throws {
-        var tensors: [(name: String, dtype: DType, shape: [Int])] = [("wte.weight", .f32, [50257, 768]), ("wpe.weight", .f32, [1024, 768])]
+        var tensors: [(name: String, dtype: DType, shape: [Int])] = [
+            ("wte.weight", .f32, [50257, 768]), ("wpe.weight", .f32, [1024, 768]),
+        ]
         for layer in 0..<12 {
-            for (suffix, shape) in [("ln_1.weight", [768]), ("ln_1.bias", [768]), ("attn.bias", [1, 1, 1024, 1024]),
+            for (suffix, shape) in [
+                ("ln_1.weight", [768]), ("ln_1.bias", [768]), ("attn.bias", [1, 1, 1024, 1024]),
                 ("attn.c_attn.weight", [768, 2304]), ("attn.c_attn.bias", [2304]), ("attn.c_proj.weight", [768, 768]),
                 ("attn.c_proj.bias", [768]), ("ln_2.weight", [768]), ("ln_2.bias", [768]),
                 ("mlp.c_fc.weight", [768, 3072]), ("mlp.c_fc.bias", [3072]), ("mlp.c_proj.weight", [3072, 768]),
-                ("mlp.c_proj.bias", [768])]
-            {
+                ("mlp.c_proj.bias", [768]),
+            ] {
                 tensors.append(("h.\(layer).\(suffix)", .f32, shape))
             }
         }

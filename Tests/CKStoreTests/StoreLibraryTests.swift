@@ -4,11 +4,11 @@
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import CKStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Creates a store in `dir` with chunk_size 4096 and opens it.
 private func openStore(_ dir: TemporaryDirectory, name: String = "store") throws -> Store {
@@ -85,7 +85,10 @@ struct StoreLibraryTests {
             #expect(report.bytesIn == bytes.count)
             #expect(report.newChunks == report.chunkCount && report.dedupHits == 0)
 
-            for ref in [SnapshotRef.step(run: "lib", step: 10), .latest(run: "lib"), .digest(report.digest), .prefix(String(report.digest.hex.prefix(8)))] {
+            for ref in [
+                SnapshotRef.step(run: "lib", step: 10), .latest(run: "lib"), .digest(report.digest),
+                .prefix(String(report.digest.hex.prefix(8))),
+            ] {
                 let resolved = try store.resolve(ref)
                 #expect(resolved.digest == report.digest, "\(ref)")
                 let out = dir.file("out.safetensors")
@@ -173,7 +176,9 @@ struct StoreLibraryTests {
         return [
             LibraryMalformedCase(label: "data truncated in the last tensor", bytes: Array(file.dropLast(10))),
             LibraryMalformedCase(label: "trailing bytes", bytes: file + [0]),
-            LibraryMalformedCase(label: "unknown dtype", bytes: rawSafetensors(header: "{\"w\":{\"dtype\":\"X\",\"shape\":[1],\"data_offsets\":[0,1]}}", data: [0])),
+            LibraryMalformedCase(
+                label: "unknown dtype",
+                bytes: rawSafetensors(header: "{\"w\":{\"dtype\":\"X\",\"shape\":[1],\"data_offsets\":[0,1]}}", data: [0])),
             LibraryMalformedCase(label: "invalid JSON", bytes: rawSafetensors(header: "{\"w\"")),
             LibraryMalformedCase(label: "5-byte file", bytes: [0, 0, 0, 0, 0]),
         ]
@@ -223,7 +228,9 @@ struct StoreLibraryTests {
             }
             #expect(error?.code == .badInput)
             let after = try store.statistics()
-            #expect(after.orphanBytes == 0 && after.orphanBlobs == 0, "orphans after a failed put: \(after.orphanBlobs) blobs, \(after.orphanBytes) bytes")
+            #expect(
+                after.orphanBytes == 0 && after.orphanBlobs == 0,
+                "orphans after a failed put: \(after.orphanBlobs) blobs, \(after.orphanBytes) bytes")
             #expect(after == before)
             #expect(objectFiles(store.path) == blobs)
         }
@@ -234,7 +241,9 @@ struct StoreLibraryTests {
             let store = try openStore(dir)
             let path = fixture(dir, "in.safetensors", makeSafetensors(tensors: tensors(seed: 9)))
             for run in ["a@b", "a,b", "a b", "", "-run", "tab\there", String(repeating: "x", count: 201)] {
-                let error = #expect(throws: CKStoreError.self, "run \(run.debugDescription)") { _ = try store.put(from: .file(path), run: run, step: 1) }
+                let error = #expect(throws: CKStoreError.self, "run \(run.debugDescription)") {
+                    _ = try store.put(from: .file(path), run: run, step: 1)
+                }
                 #expect(error?.code == .badInput)
             }
             let error = #expect(throws: CKStoreError.self) { _ = try store.put(from: .file(path), run: "r", step: -1) }
@@ -246,11 +255,13 @@ struct StoreLibraryTests {
     @Test func unknownRefsThrowNotFound() throws {
         try withTemporaryDirectory("lib-notfound") { dir throws in
             let store = try openStore(dir)
-            let report = try store.put(from: .file(fixture(dir, "in.safetensors", makeSafetensors(tensors: tensors(seed: 10)))), run: "r", step: 1)
+            let report = try store.put(
+                from: .file(fixture(dir, "in.safetensors", makeSafetensors(tensors: tensors(seed: 10)))), run: "r", step: 1)
             let other = report.digest.hex.first == "0" ? "1" : "0"
             let refs: [SnapshotRef] = [
                 .step(run: "r", step: 99), .step(run: "nosuch", step: 1), .latest(run: "nosuch"),
-                .digest(SHA256Digest(hex: String(repeating: "0", count: 64))!), .prefix(other + String(report.digest.hex.dropFirst().prefix(7))),
+                .digest(SHA256Digest(hex: String(repeating: "0", count: 64))!),
+                .prefix(other + String(report.digest.hex.dropFirst().prefix(7))),
             ]
             for ref in refs {
                 let error = #expect(throws: CKStoreError.self, "\(ref)") { _ = try store.resolve(ref) }
@@ -271,7 +282,9 @@ struct StoreLibraryTests {
             bytes[bytes.count - 1] ^= 0x80
             writeFile(victim, bytes)
             let out = dir.file("out.safetensors")
-            let error = #expect(throws: CKStoreError.self) { _ = try store.restore(try store.resolve(.step(run: "r", step: 4)), to: .file(out)) }
+            let error = #expect(throws: CKStoreError.self) {
+                _ = try store.restore(try store.resolve(.step(run: "r", step: 4)), to: .file(out))
+            }
             #expect(error?.code == .integrity)
             #expect(error?.exitCode == 3)
             #expect(error?.message.contains("r@4") == true && error?.message.contains("'proj'") == true, "\(error?.message ?? "")")
@@ -313,7 +326,8 @@ struct StoreLibraryTests {
 
     @Test(arguments: [
         ("r@1", SnapshotRef.step(run: "r", step: 1)), ("run.with-dots_x@latest", .latest(run: "run.with-dots_x")),
-        ("ABCDEF12", .prefix("abcdef12")), ("sha256:" + String(repeating: "ab", count: 32), .digest(SHA256Digest(hex: String(repeating: "ab", count: 32))!)),
+        ("ABCDEF12", .prefix("abcdef12")),
+        ("sha256:" + String(repeating: "ab", count: 32), .digest(SHA256Digest(hex: String(repeating: "ab", count: 32))!)),
     ])
     func snapshotRefParsesEachForm(text: String, expected: SnapshotRef) throws {
         #expect(try SnapshotRef.parse(text) == expected)
@@ -367,7 +381,8 @@ struct StoreLibraryTests {
                 cursor = literal.index(after: found)
             }
             // …and nothing else is there.
-            #expect(Array(literal).filter { !$0.isEmpty }.count == sqlLines.filter { !$0.isEmpty }.count, "\(name): extra lines in the literal")
+            #expect(
+                Array(literal).filter { !$0.isEmpty }.count == sqlLines.filter { !$0.isEmpty }.count, "\(name): extra lines in the literal")
             // The compiled string is the stripped SQL text.
             if index < schemaMigrations.count {
                 #expect(schemaMigrations[index].sql == sqlLines.joined(separator: "\n"), "\(name): compiled SQL differs from the file")

@@ -53,7 +53,8 @@ final class BlobCodec {
             source = UnsafeRawBufferPointer(filtered.prefix(raw.count))
         }
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blob.storage[BlobHeader.size...])
-        var header = BlobHeader(codec: .none, filter: .none, laneWidth: 1, rawLength: raw.count, payloadLength: raw.count, payloadChecksum: 0)
+        var header = BlobHeader(
+            codec: .none, filter: .none, laneWidth: 1, rawLength: raw.count, payloadLength: raw.count, payloadChecksum: 0)
         if tryCompression, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
             header.codec = .lz4
             header.filter = filter
@@ -128,5 +129,5 @@ struct BlobDamage: Error, Equatable, CustomStringConvertible {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -86,7 +86,8 @@ struct BlobHeader: Equatable, Sendable {
         }
         guard payload == UInt64(fileSize - size) else {
             return .failure(
-                Problem(offset: 16, reason: "payload length \(payload) does not match the file size \(fileSize) (expected \(fileSize - size))"))
+                Problem(
+                    offset: 16, reason: "payload length \(payload) does not match the file size \(fileSize) (expected \(fileSize - size))"))
         }
         if codec == .none && payload != raw {
             return .failure(Problem(offset: 16, reason: "uncompressed payload length \(payload) differs from raw length \(raw)"))

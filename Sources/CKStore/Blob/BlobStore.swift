@@ -19,7 +19,9 @@ protocol BlobStore: Sendable {
     /// written and the size of the blob now stored under `id` (an existing valid blob may have
     /// been encoded differently). `isValid` checks an existing blob's bytes when the name is
     /// already taken.
-    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (isNew: Bool, size: Int)
+    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (
+        isNew: Bool, size: Int
+    )
 
     /// Reads the blob into `buffer` (resized as needed) and returns its size.
     func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Dispatch
 import Foundation
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Blobs as files under `objects/<first 2 hex>/<64 hex>`.
 ///
@@ -55,7 +56,9 @@ final class LocalBlobStore: BlobStore {
         return "\(root)/\(hex.prefix(2))/\(hex)"
     }
 
-    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (isNew: Bool, size: Int) {
+    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (
+        isNew: Bool, size: Int
+    ) {
         let dir = folder(for: id)
         let final = path(for: id)
         let existing = try? readExisting(final)

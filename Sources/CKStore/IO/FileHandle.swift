@@ -1,8 +1,9 @@
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// An open file descriptor that closes itself when it goes out of scope.
@@ -151,6 +152,5 @@ enum FileSystem {
         _ = Sys.unlink(path)
     }
 }
-
 
 private let temporaryCounter = Atomic<Int>(0)

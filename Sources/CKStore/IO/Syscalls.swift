@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// Every system call ckstore makes goes through this one file, so tracing and error injection
 /// have one place to hook. Each wrapper retries on `EINTR` and returns `Result` carrying a

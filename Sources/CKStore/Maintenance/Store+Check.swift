@@ -42,7 +42,8 @@ extension Store {
             }
             try db.statement("PRAGMA foreign_key_check").forEachRow { row in
                 report.problems.append(
-                    IntegrityProblem(subject: "database", detail: "table \(row.text(0)) row \(row.int(1)) refers to a missing \(row.text(2)) row"))
+                    IntegrityProblem(
+                        subject: "database", detail: "table \(row.text(0)) row \(row.int(1)) refers to a missing \(row.text(2)) row"))
             }
             try checkManifests(&report)
             try checkChunks(&report, full: full)
@@ -104,7 +105,8 @@ extension Store {
             }
             if header.dataLength != manifest.dataLength {
                 report.problems.append(
-                    IntegrityProblem(subject: subject, detail: "data length \(manifest.dataLength) disagrees with the header (\(header.dataLength))"))
+                    IntegrityProblem(
+                        subject: subject, detail: "data length \(manifest.dataLength) disagrees with the header (\(header.dataLength))"))
             }
             if header.tensors != manifest.tensors.map(\.info) {
                 let bad = zip(header.tensors, manifest.tensors).first { $0.0 != $0.1.info }
@@ -115,7 +117,8 @@ extension Store {
             }
             let recomputed = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: manifest.tensors)
             if recomputed.digest != digest {
-                report.problems.append(IntegrityProblem(subject: subject, detail: "rows hash to sha256:\(recomputed.digest.hex), not the stored digest"))
+                report.problems.append(
+                    IntegrityProblem(subject: subject, detail: "rows hash to sha256:\(recomputed.digest.hex), not the stored digest"))
             }
         }
     }

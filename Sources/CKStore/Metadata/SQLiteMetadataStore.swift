@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The SQLite implementation of `MetadataStore`: one database file in WAL mode.
@@ -53,7 +53,8 @@ final class SQLiteMetadataStore: MetadataStore {
                 let current = try db.statement("PRAGMA user_version").firstRow { $0.int(0) } ?? 0
                 guard current < migration.id else { return (.rollback, ()) }
                 try db.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+                )
                 try db.execute(migration.sql)
                 try db.statement("INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, ?)")
                     .run([.int(migration.id), .text(migration.name), .integer(nowMilliseconds())])

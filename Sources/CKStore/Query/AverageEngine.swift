@@ -61,7 +61,8 @@ final class AverageWorker {
             var at = 0
             for piece in job.inputs[job.inputs.count - 1] {
                 try reader.fetch(piece.chunk, tensor: job.tensor, label: job.inputLabels[job.inputs.count - 1], into: scratch)
-                (job.output.storage.baseAddress! + at).copyMemory(from: scratch.storage.baseAddress! + piece.offset, byteCount: piece.length)
+                (job.output.storage.baseAddress! + at).copyMemory(
+                    from: scratch.storage.baseAddress! + piece.offset, byteCount: piece.length)
                 at += piece.length
             }
             return

@@ -65,7 +65,8 @@ struct AverageLayout {
             let averaged = info.dtype.isFloatingPoint
             if averaged && !ChunkAccumulator.supports(info.dtype) {
                 throw CKStoreError(
-                    .badInput, "tensor '\(info.name)' has dtype \(info.dtype.rawValue), which ckstore cannot average (packed sub-byte floats)")
+                    .badInput,
+                    "tensor '\(info.name)' has dtype \(info.dtype.rawValue), which ckstore cannot average (packed sub-byte floats)")
             }
             tensors.append(Tensor(info: info, averaged: averaged, inputChunks: chunks))
         }

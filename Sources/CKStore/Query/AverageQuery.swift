@@ -69,7 +69,8 @@ public enum AverageQuery: Sendable, Equatable {
         let (span, overflow) = (k - 1).multipliedReportingOverflow(by: stride)
         guard !overflow, span <= at else {
             throw CKStoreError(
-                .usage, "--lawa k=\(k),stride=\(stride) at step \(at) reaches below step 0 (the oldest input would be \(at) − \(k - 1)×\(stride))")
+                .usage,
+                "--lawa k=\(k),stride=\(stride) at step \(at) reaches below step 0 (the oldest input would be \(at) − \(k - 1)×\(stride))")
         }
         return .lawa(k: k, stride: stride, at: at)
     }

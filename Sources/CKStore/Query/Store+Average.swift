@@ -26,7 +26,9 @@ extension Store {
     /// With `useCache`, a stored derived snapshot for the same recipe and input digests is
     /// returned without recomputing; on a miss the result is stored as one (its blobs durable
     /// before its rows are committed).
-    public func materialize(_ plan: QueryPlan, to target: OutputTarget?, useCache requested: Bool = true) throws(CKStoreError) -> AverageReport {
+    public func materialize(_ plan: QueryPlan, to target: OutputTarget?, useCache requested: Bool = true) throws(CKStoreError)
+        -> AverageReport
+    {
         let start = nowMilliseconds()
         let useCache = requested && !isReadOnly
         func report(fromCache: Bool, digest: SHA256Digest?, copied: [String], bytes: Int) -> AverageReport {
@@ -42,7 +44,7 @@ extension Store {
                     bytes = try restore(ResolvedRef(digest: cached, snapshot: nil), to: target).bytesOut
                 }
                 return report(fromCache: true, digest: cached, copied: layoutCopied, bytes: bytes)
-            } catch where error.code == .notFound {
+            } catch  where error.code == .notFound {
                 // The lookup runs before the store lock is taken: gc may have dropped the cached
                 // result since (restore fails before writing anything). Compute it instead; a
                 // missing input fails again below.
@@ -102,7 +104,9 @@ extension Store {
             process: { worker, job in
                 try worker.compute(job, combination: combination)
                 if let sink = output?.0, let offset = job.outputOffset { try sink.write(job.output.bytes, at: offset) }
-                guard let cache else { return AverageResult(tensorIndex: job.tensorIndex, output: job.output, stored: nil, isNewBlob: false) }
+                guard let cache else {
+                    return AverageResult(tensorIndex: job.tensorIndex, output: job.output, stored: nil, isNewBlob: false)
+                }
                 let (ref, isNew) = try worker.store(job, cache: cache)
                 return AverageResult(tensorIndex: job.tensorIndex, output: job.output, stored: ref, isNewBlob: isNew)
             })

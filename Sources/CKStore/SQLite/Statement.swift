@@ -50,7 +50,8 @@ final class Statement {
             case .text(let v): code = sqlite3_bind_text(handle, index, v, -1, sqliteTransient)
             case .blob(let bytes):
                 code = bytes.withUnsafeBytes { raw in
-                    sqlite3_bind_blob64(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64(raw.count), sqliteTransient)
+                    sqlite3_bind_blob64(
+                        handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64(raw.count), sqliteTransient)
                 }
             }
             precondition(code == SQLITE_OK, "bind \(index) failed with \(code): \(sql)")

@@ -83,7 +83,8 @@ extension Store {
                 guard matches.count == 1 else {
                     throw CKStoreError(
                         .notFound,
-                        "prefix \(prefix) is ambiguous: it matches \(matches.map { "sha256:\($0.hex.prefix(16))…" }.joined(separator: ", "))")
+                        "prefix \(prefix) is ambiguous: it matches \(matches.map { "sha256:\($0.hex.prefix(16))…" }.joined(separator: ", "))"
+                    )
                 }
                 return ResolvedRef(digest: first, snapshot: nil)
             }

@@ -1,6 +1,7 @@
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What `put` did, for the summary line.
@@ -112,7 +113,8 @@ extension Store {
         return try withLock(exclusive: false) { () throws(CKStoreError) -> PutReport in
             var written: [SHA256Digest] = []
             do throws(CKStoreError) {
-                let report = try ingest(header: header, reader: &reader, run: run, step: step, metrics: metrics, force: force, start: start, written: &written)
+                let report = try ingest(
+                    header: header, reader: &reader, run: run, step: step, metrics: metrics, force: force, start: start, written: &written)
                 return report
             } catch {
                 removeUncommittedBlobs(written)

@@ -85,7 +85,9 @@ public struct StoreConfiguration: Sendable, Equatable {
             switch key {
             case "chunk_size":
                 let n = try number(v, key)
-                guard n == n.rounded(), n >= 4096, n <= Double(256 << 20) else { throw fail(key, "must be a whole number from 4096 to 268435456") }
+                guard n == n.rounded(), n >= 4096, n <= Double(256 << 20) else {
+                    throw fail(key, "must be a whole number from 4096 to 268435456")
+                }
                 config.chunkSize = Int(n)
             case "workers":
                 let n = try number(v, key)
@@ -140,5 +142,5 @@ public struct StoreConfiguration: Sendable, Equatable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

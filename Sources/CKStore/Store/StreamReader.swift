@@ -88,7 +88,8 @@ struct StreamReader: ~Copyable {
         let n = try read(count, into: buffer.storage)
         buffer.count = n
         guard n == count else {
-            throw CKStoreError(.badInput, "\(name): truncated at byte \(offset) inside tensor '\(tensor)' (the header describes \(expectedLength) bytes)")
+            throw CKStoreError(
+                .badInput, "\(name): truncated at byte \(offset) inside tensor '\(tensor)' (the header describes \(expectedLength) bytes)")
         }
     }
 

@@ -47,11 +47,13 @@ enum GetCommand {
                 let report = try store.materialize(plan, to: target, useCache: !noCache)
                 if !quiet {
                     let source = report.fromCache ? "from the cache" : "computed from \(plan.inputs.count) inputs"
-                    var line = "\(plan.recipe): \(source), \(Console.bytes(report.bytesOut)) in \(Console.format(report.seconds, decimals: 2)) s"
+                    var line =
+                        "\(plan.recipe): \(source), \(Console.bytes(report.bytesOut)) in \(Console.format(report.seconds, decimals: 2)) s"
                     if let d = report.derivedDigest { line += "; derived sha256:\(d.hex.prefix(12))…" }
                     Console.err(line)
                     if !report.copiedTensors.isEmpty {
-                        Console.err("copied from \(plan.inputs.last!.label) (not averaged): \(report.copiedTensors.joined(separator: ", "))")
+                        Console.err(
+                            "copied from \(plan.inputs.last!.label) (not averaged): \(report.copiedTensors.joined(separator: ", "))")
                     }
                 }
                 return 0

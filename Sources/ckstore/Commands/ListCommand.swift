@@ -71,7 +71,9 @@ enum ListCommand {
         }
         var rows = [["RECIPE", "DIGEST", "SIZE", "CREATED"]]
         for d in list {
-            rows.append([d.recipe, "sha256:\(d.digest.hex.prefix(12))", Console.bytes(d.logicalBytes), Console.timestamp(d.createdAtMilliseconds)])
+            rows.append([
+                d.recipe, "sha256:\(d.digest.hex.prefix(12))", Console.bytes(d.logicalBytes), Console.timestamp(d.createdAtMilliseconds),
+            ])
         }
         Console.table(rows).forEach(Console.out)
     }

@@ -30,5 +30,6 @@ func printCollection(_ report: CollectionReport) {
     for d in report.removedDerived { Console.out("\(verb) derived: \(d)") }
     Console.out(
         "\(verb) \(report.removedSnapshots.count) snapshot(s), \(report.removedDerived.count) derived, "
-            + "\(report.removedBlobs) blob file(s); \(report.dryRun ? "would free" : "freed") \(Console.bytes(report.freedBytes)) (\(report.freedBytes) bytes)")
+            + "\(report.removedBlobs) blob file(s); \(report.dryRun ? "would free" : "freed") \(Console.bytes(report.freedBytes)) (\(report.freedBytes) bytes)"
+    )
 }

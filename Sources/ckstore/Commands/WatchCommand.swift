@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CKStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `ckstore watch`: follow a run and evaluate each LAWA average as soon as its inputs exist.
 enum WatchCommand {
@@ -119,12 +120,14 @@ enum WatchCommand {
                     unlink(path)
                     if status != 0 && stopSignal == 0 {
                         failures += 1
-                        Console.err("ckstore: error: watch: command for \(run)@\(s) (\(isLAWA ? variant : "raw")) exited with status \(status)")
+                        Console.err(
+                            "ckstore: error: watch: command for \(run)@\(s) (\(isLAWA ? variant : "raw")) exited with status \(status)")
                         if failFast { return 1 }
                     }
                 }
                 if let until, present.contains(where: { $0 >= until }),
-                    steps.allSatisfy({ s in (!raw || doneRaw.contains(s)) && (doneLAWA.contains(s) || !windowComplete(s, params, present)) })
+                    steps.allSatisfy({ s in (!raw || doneRaw.contains(s)) && (doneLAWA.contains(s) || !windowComplete(s, params, present)) }
+                    )
                 {
                     Console.err("watch: reached --until \(until)")
                     break

@@ -5,11 +5,11 @@
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import CKStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 // MARK: - Repository and binary
 
@@ -240,7 +240,9 @@ func expectOneErrorLine(
         lines.first?.hasPrefix("ckstore: error: ") == true, "stderr must start with 'ckstore: error:': \(result.stderr.debugDescription)",
         sourceLocation: sourceLocation)
     for m in mentions {
-        #expect(result.stderr.contains(m), "stderr should mention \(m.debugDescription): \(result.stderr.debugDescription)", sourceLocation: sourceLocation)
+        #expect(
+            result.stderr.contains(m), "stderr should mention \(m.debugDescription): \(result.stderr.debugDescription)",
+            sourceLocation: sourceLocation)
     }
     #expect(result.stdout.isEmpty, "stdout should be empty: \(text(result.stdout).debugDescription)", sourceLocation: sourceLocation)
 }
@@ -297,7 +299,9 @@ func cliJSON(_ args: [String], store: String, sourceLocation: SourceLocation = #
 
 /// Creates a store at `dir/name` with `ckstore init`, then sets its chunk size (4096 unless
 /// nil: keep the default) in `config.json`. Returns the store path.
-func makeStore(in dir: TemporaryDirectory, name: String = "store", chunkSize: Int? = 4096, sourceLocation: SourceLocation = #_sourceLocation) -> String {
+func makeStore(
+    in dir: TemporaryDirectory, name: String = "store", chunkSize: Int? = 4096, sourceLocation: SourceLocation = #_sourceLocation
+) -> String {
     let store = dir.file(name)
     let r = runCLI(["init"], store: store, sourceLocation: sourceLocation)
     #expect(r.status == 0, "init failed: \(r.stderr)", sourceLocation: sourceLocation)
@@ -524,7 +528,8 @@ func makeSafetensors(
     for (i, t) in tensors.enumerated() {
         let shape = t.shape.map(String.init).joined(separator: ",")
         entries.append(
-            "\(jsonQuoted(t.name)):{\"dtype\":\(jsonQuoted(t.dtype)),\"shape\":[\(shape)],\"data_offsets\":[\(offsets[i].0),\(offsets[i].1)]}")
+            "\(jsonQuoted(t.name)):{\"dtype\":\(jsonQuoted(t.dtype)),\"shape\":[\(shape)],\"data_offsets\":[\(offsets[i].0),\(offsets[i].1)]}"
+        )
     }
     if let metadata {
         let body = metadata.keys.sorted().map { "\(jsonQuoted($0)):\(jsonQuoted(metadata[$0]!))" }.joined(separator: ",")
