@@ -106,17 +106,25 @@ import Testing
         return out
     }
 
-    @Test func floatChunksAreBitShuffledCompressedAndDecodeBack() throws {
+    @Test func float32ChunksAreHybridShuffledCompressedAndDecodeBack() throws {
         let raw = floats(4096)
         let codec = BlobCodec(maxChunkSize: raw.count, settings: .init())
         let (blob, header) = try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32) }
         let file = Array(blob)
-        #expect(header.codec == .lz4 && header.filter == .bitShuffle && header.laneWidth == 4)
+        #expect(header.codec == .lz4 && header.filter == .hybridShuffle && header.laneWidth == 4)
         #expect(file.count < raw.count)
         #expect(Array(file[0..<4]) == Array("CKB1".utf8))
         let out = ByteBuffer(capacity: raw.count)
         let n = try file.withUnsafeBytes { try codec.decode($0, into: out, expected: SHA256Digest.hash(raw)) }
         #expect(n == raw.count && Array(out.bytes) == raw)
+    }
+
+    @Test func twoByteFloatsGetAFullBitShuffleUnderTheHybridDefault() throws {
+        var rng = SplitMix64(seed: 2)
+        let raw = (0..<4096).flatMap { _ -> [UInt8] in [UInt8(truncatingIfNeeded: rng.next()), 0x3C] }
+        let codec = BlobCodec(maxChunkSize: raw.count, settings: .init())
+        let (_, header) = try raw.withUnsafeBytes { try codec.encode($0, dtype: .bf16) }
+        #expect(header.filter == .bitShuffle && header.laneWidth == 2)
     }
 
     @Test func incompressibleChunksAreStoredRawWithoutAFilter() throws {

@@ -48,6 +48,12 @@ import Testing
                     out[p * g + q] = v
                 }
             }
+        case .hybridShuffle:
+            if w == 1 { return reference(.bitShuffle, 1, input) }
+            out = reference(.byteShuffle, w, input)
+            let n = input.count / w
+            let region = (w / 2 * n)..<(w * n)
+            out.replaceSubrange(region, with: reference(.bitShuffle, 1, Array(out[region])))
         }
         return out
     }
@@ -209,7 +215,8 @@ import Testing
         #expect(ShuffleFilter.none.rawValue == 0)
         #expect(ShuffleFilter.byteShuffle.rawValue == 1)
         #expect(ShuffleFilter.bitShuffle.rawValue == 2)
-        #expect(ShuffleFilter.allCases.count == 3)
+        #expect(ShuffleFilter.hybridShuffle.rawValue == 3)
+        #expect(ShuffleFilter.allCases.count == 4)
     }
 
     /// The scalar 8×8 bit transpose moves bit 8r+c to 8c+r and is an involution.
@@ -225,5 +232,54 @@ import Testing
             }
             #expect(Shuffle.transposeBits(t) == x)
         }
+    }
+}
+
+/// The hybrid filter (3): byte-shuffle, then bit-shuffle of the upper half of the byte planes.
+@Suite struct HybridShuffleTests {
+    private func roundTrip(_ input: [UInt8], width: Int) -> ([UInt8], [UInt8]) {
+        var filtered = [UInt8](repeating: 0, count: input.count)
+        var back = [UInt8](repeating: 0, count: input.count)
+        input.withUnsafeBytes { src in
+            filtered.withUnsafeMutableBytes { Shuffle.apply(.hybridShuffle, laneWidth: width, source: src, destination: $0) }
+        }
+        filtered.withUnsafeBytes { src in
+            back.withUnsafeMutableBytes { Shuffle.invert(.hybridShuffle, laneWidth: width, source: src, destination: $0) }
+        }
+        return (filtered, back)
+    }
+
+    private func apply(_ filter: ShuffleFilter, _ width: Int, _ input: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: input.count)
+        input.withUnsafeBytes { src in out.withUnsafeMutableBytes { Shuffle.apply(filter, laneWidth: width, source: src, destination: $0) }
+        }
+        return out
+    }
+
+    @Test(arguments: [1, 2, 4, 8], [0, 1, 7, 63, 64, 65, 1000, 4096, 4099, 1 << 20])
+    func roundTripsExactly(width: Int, count: Int) {
+        var rng = SplitMix64(seed: UInt64(width * 1_000_003 + count))
+        let input = rng.bytes(count)
+        let (_, back) = roundTrip(input, width: width)
+        #expect(back == input)
+    }
+
+    @Test(arguments: [2, 4, 8], [64, 4096, 4103])
+    func layoutIsByteShuffleThenBitShuffleOfTheUpperPlanes(width: Int, count: Int) {
+        var rng = SplitMix64(seed: 42)
+        let input = rng.bytes(count)
+        let (filtered, _) = roundTrip(input, width: width)
+        let bytePlanes = apply(.byteShuffle, width, input)
+        let n = count / width
+        let region = (width / 2 * n)..<(width * n)
+        #expect(Array(filtered[0..<region.lowerBound]) == Array(bytePlanes[0..<region.lowerBound]))
+        #expect(Array(filtered[region]) == apply(.bitShuffle, 1, Array(bytePlanes[region])))
+        #expect(Array(filtered[region.upperBound...]) == Array(bytePlanes[region.upperBound...]))
+    }
+
+    @Test func widthOneIsTheBitShuffle() {
+        var rng = SplitMix64(seed: 3)
+        let input = rng.bytes(100)
+        #expect(roundTrip(input, width: 1).0 == apply(.bitShuffle, 1, input))
     }
 }

@@ -14,7 +14,7 @@ final class BlobCodec {
         /// counts (verify-before-acknowledge). Off only for benchmarks.
         var verifyAfterCompress: Bool = true
         /// The filter for floating-point tensors.
-        var floatFilter: ShuffleFilter = .bitShuffle
+        var floatFilter: ShuffleFilter = .hybridShuffle
         /// The filter for multi-byte integer tensors.
         var integerFilter: ShuffleFilter = .byteShuffle
     }
@@ -35,7 +35,12 @@ final class BlobCodec {
     /// The filter and lane width used for a chunk of `dtype`.
     func filterChoice(for dtype: DType) -> (ShuffleFilter, Int) {
         let lane = dtype.shuffleLaneWidth
-        if dtype.isFloatingPoint { return (settings.floatFilter, lane) }
+        if dtype.isFloatingPoint {
+            // The hybrid filter pays off for 4- and 8-byte floats (noise-only low mantissa bytes);
+            // 2-byte floats keep a full bit-shuffle, whose byte 0 still holds an exponent bit.
+            if settings.floatFilter == .hybridShuffle && lane < 4 { return (.bitShuffle, lane) }
+            return (settings.floatFilter, lane)
+        }
         if lane > 1 { return (settings.integerFilter, lane) }
         return (.none, 1)
     }

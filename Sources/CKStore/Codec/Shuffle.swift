@@ -11,6 +11,9 @@ public enum ShuffleFilter: UInt8, Sendable, CaseIterable {
     case byteShuffle = 1
     /// Bit-plane transposition of fixed-width lanes (see ``Shuffle`` for the layout).
     case bitShuffle = 2
+    /// Byte transposition, then bit-plane transposition of the upper half of the byte planes
+    /// only (see `Shuffle+Hybrid.swift` for the layout).
+    case hybridShuffle = 3
 }
 
 /// The shuffle filters: size-preserving, exactly invertible transforms of a byte buffer viewed as
@@ -66,6 +69,8 @@ enum Shuffle {
             let groups = count / (8 * laneWidth)
             bitShuffleForward(src, dst, groups: groups, width: laneWidth)
             copyTail(src, dst, from: groups * 8 * laneWidth, to: count)
+        case .hybridShuffle:
+            hybridForward(src, dst, count: count, laneWidth: laneWidth)
         }
     }
 
@@ -93,6 +98,8 @@ enum Shuffle {
             let groups = count / (8 * laneWidth)
             bitShuffleInverse(src, dst, groups: groups, width: laneWidth)
             copyTail(src, dst, from: groups * 8 * laneWidth, to: count)
+        case .hybridShuffle:
+            hybridInverse(src, dst, count: count, laneWidth: laneWidth)
         }
     }
 

@@ -50,7 +50,7 @@ public final class Store {
             "codec": "lz4",
             "acceleration": 1,
             "min_savings": 0.03,
-            "float_filter": "bitshuffle",
+            "float_filter": "hybrid",
             "integer_filter": "byteshuffle"
           },
           "derived_compression": "none",

@@ -23,7 +23,7 @@ public struct StoreConfiguration: Sendable, Equatable {
 
     /// The defaults (the same as Config/ckstore.json).
     public static let `default` = StoreConfiguration(
-        chunkSize: 4 << 20, compress: true, acceleration: 1, minSavings: 0.03, floatFilter: .bitShuffle,
+        chunkSize: 4 << 20, compress: true, acceleration: 1, minSavings: 0.03, floatFilter: .hybridShuffle,
         integerFilter: .byteShuffle, workers: 0, verifyReadsWithSHA256: false)
 
     /// The number of worker threads to run.
@@ -77,8 +77,9 @@ public struct StoreConfiguration: Sendable, Equatable {
             switch try string(v, key) {
             case "bitshuffle": return .bitShuffle
             case "byteshuffle": return .byteShuffle
+            case "hybrid": return .hybridShuffle
             case "none": return .none
-            case let other: throw fail(key, "unknown filter '\(other)' (bitshuffle, byteshuffle, none)")
+            case let other: throw fail(key, "unknown filter '\(other)' (bitshuffle, hybrid, byteshuffle, none)")
             }
         }
         for (key, v) in top {

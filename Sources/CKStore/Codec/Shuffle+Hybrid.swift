@@ -1,0 +1,70 @@
+/// The hybrid filter (filter id 3): byte-shuffle, then bit-shuffle only the upper half of the
+/// byte planes.
+///
+/// Layout, for lane width `W` ≥ 2 and `N` input bytes: let `n = N / W`, `h = W / 2`. First the
+/// byte-shuffle of the input (filter 1, lane width `W`: byte planes `0..<W` of `n` bytes, then
+/// the `N mod W` tail). Then the contiguous region of byte planes `h..<W`, bytes `h·n ..< W·n`,
+/// is replaced by its bit-shuffle with lane width 1 (filter 2 applied to that region alone,
+/// including its own verbatim tail of fewer than 8 bytes). Byte planes `0..<h` and the tail
+/// stay as the byte-shuffle left them. With `W = 1` the filter is the bit-shuffle itself.
+///
+/// Why: in float weights the low mantissa bytes are noise that no filter makes compressible,
+/// while the sign, exponent and top mantissa bits are where LZ4 finds redundancy. Bit-shuffling
+/// only the upper byte planes compresses float32 as well as a full bit-shuffle (the lower planes
+/// are stored as literals either way) at about half its decoding cost.
+extension Shuffle {
+    /// The byte range of the bit-shuffled upper byte planes.
+    @inline(__always)
+    static func hybridRegion(count: Int, laneWidth: Int) -> Range<Int> {
+        let n = count / laneWidth
+        return (laneWidth / 2 * n)..<(laneWidth * n)
+    }
+
+    /// Applies the hybrid filter (see above) from `src` to `dst`.
+    static func hybridForward(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int, laneWidth: Int) {
+        guard laneWidth > 1 else {
+            apply(
+                .bitShuffle, laneWidth: 1, source: UnsafeRawBufferPointer(start: src, count: count),
+                destination: UnsafeMutableRawBufferPointer(start: dst, count: count))
+            return
+        }
+        let region = hybridRegion(count: count, laneWidth: laneWidth)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(region.count, 1), alignment: 64)
+        defer { scratch.deallocate() }
+        apply(
+            .byteShuffle, laneWidth: laneWidth, source: UnsafeRawBufferPointer(start: src, count: count),
+            destination: UnsafeMutableRawBufferPointer(start: dst, count: count))
+        guard !region.isEmpty else { return }
+        scratch.baseAddress!.copyMemory(from: dst + region.lowerBound, byteCount: region.count)
+        apply(
+            .bitShuffle, laneWidth: 1, source: UnsafeRawBufferPointer(rebasing: scratch[0..<region.count]),
+            destination: UnsafeMutableRawBufferPointer(start: dst + region.lowerBound, count: region.count))
+    }
+
+    /// Inverts the hybrid filter from `src` to `dst`.
+    static func hybridInverse(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int, laneWidth: Int) {
+        guard laneWidth > 1 else {
+            invert(
+                .bitShuffle, laneWidth: 1, source: UnsafeRawBufferPointer(start: src, count: count),
+                destination: UnsafeMutableRawBufferPointer(start: dst, count: count))
+            return
+        }
+        let region = hybridRegion(count: count, laneWidth: laneWidth)
+        // Rebuild the byte-shuffled buffer (lower planes and tail as stored, upper planes
+        // un-bit-shuffled), then undo the byte-shuffle into `dst`.
+        let planes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        defer { planes.deallocate() }
+        planes.baseAddress!.copyMemory(from: src, byteCount: region.lowerBound)
+        if region.upperBound < count {
+            (planes.baseAddress! + region.upperBound).copyMemory(from: src + region.upperBound, byteCount: count - region.upperBound)
+        }
+        if !region.isEmpty {
+            invert(
+                .bitShuffle, laneWidth: 1, source: UnsafeRawBufferPointer(start: src + region.lowerBound, count: region.count),
+                destination: UnsafeMutableRawBufferPointer(rebasing: planes[region]))
+        }
+        invert(
+            .byteShuffle, laneWidth: laneWidth, source: UnsafeRawBufferPointer(rebasing: planes[0..<count]),
+            destination: UnsafeMutableRawBufferPointer(start: dst, count: count))
+    }
+}
