@@ -54,7 +54,7 @@ final class BlobCodec {
         let tryCompression = raw.count > 0 && limit > 0
         var source = raw
         if filter != .none && tryCompression {
-            Shuffle.apply(filter, laneWidth: lane, source: raw, destination: filtered.prefix(raw.count))
+            Shuffle.apply(filter, laneWidth: lane, source: raw, destination: filtered.prefix(raw.count), scratch: check.storage)
             source = UnsafeRawBufferPointer(filtered.prefix(raw.count))
         }
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blob.storage[BlobHeader.size...])
@@ -112,7 +112,8 @@ final class BlobCodec {
             }
             if header.filter != .none {
                 Shuffle.invert(
-                    header.filter, laneWidth: Int(header.laneWidth), source: UnsafeRawBufferPointer(target), destination: out)
+                    header.filter, laneWidth: Int(header.laneWidth), source: UnsafeRawBufferPointer(target), destination: out,
+                    scratch: check.storage)
             }
         }
         destination.count = header.rawLength

@@ -21,7 +21,11 @@ extension Shuffle {
     }
 
     /// Applies the hybrid filter (see above) from `src` to `dst`.
-    static func hybridForward(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int, laneWidth: Int) {
+    /// `scratch` (at least `count` bytes) avoids an allocation per call when given.
+    static func hybridForward(
+        _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int, laneWidth: Int,
+        scratch given: UnsafeMutableRawBufferPointer? = nil
+    ) {
         guard laneWidth > 1 else {
             apply(
                 .bitShuffle, laneWidth: 1, source: UnsafeRawBufferPointer(start: src, count: count),
@@ -29,8 +33,9 @@ extension Shuffle {
             return
         }
         let region = hybridRegion(count: count, laneWidth: laneWidth)
-        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(region.count, 1), alignment: 64)
-        defer { scratch.deallocate() }
+        let owned = given == nil || given!.count < region.count
+        let scratch = owned ? UnsafeMutableRawBufferPointer.allocate(byteCount: max(region.count, 1), alignment: 64) : given!
+        defer { if owned { scratch.deallocate() } }
         apply(
             .byteShuffle, laneWidth: laneWidth, source: UnsafeRawBufferPointer(start: src, count: count),
             destination: UnsafeMutableRawBufferPointer(start: dst, count: count))
@@ -42,7 +47,11 @@ extension Shuffle {
     }
 
     /// Inverts the hybrid filter from `src` to `dst`.
-    static func hybridInverse(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int, laneWidth: Int) {
+    /// `scratch` (at least `count` bytes) avoids an allocation per call when given.
+    static func hybridInverse(
+        _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int, laneWidth: Int,
+        scratch given: UnsafeMutableRawBufferPointer? = nil
+    ) {
         guard laneWidth > 1 else {
             invert(
                 .bitShuffle, laneWidth: 1, source: UnsafeRawBufferPointer(start: src, count: count),
@@ -52,8 +61,9 @@ extension Shuffle {
         let region = hybridRegion(count: count, laneWidth: laneWidth)
         // Rebuild the byte-shuffled buffer (lower planes and tail as stored, upper planes
         // un-bit-shuffled), then undo the byte-shuffle into `dst`.
-        let planes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64)
-        defer { planes.deallocate() }
+        let owned = given == nil || given!.count < count
+        let planes = owned ? UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64) : given!
+        defer { if owned { planes.deallocate() } }
         planes.baseAddress!.copyMemory(from: src, byteCount: region.lowerBound)
         if region.upperBound < count {
             (planes.baseAddress! + region.upperBound).copyMemory(from: src + region.upperBound, byteCount: count - region.upperBound)

@@ -48,7 +48,7 @@ enum Shuffle {
     /// Applies `filter` to `source` with lanes of `laneWidth` bytes (1, 2, 4 or 8), writing exactly source.count bytes to `destination` (same count; must not overlap).
     static func apply(
         _ filter: ShuffleFilter, laneWidth: Int, source: UnsafeRawBufferPointer,
-        destination: UnsafeMutableRawBufferPointer
+        destination: UnsafeMutableRawBufferPointer, scratch: UnsafeMutableRawBufferPointer? = nil
     ) {
         precondition(source.count == destination.count, "Shuffle.apply: source and destination sizes differ")
         precondition(laneWidth == 1 || laneWidth == 2 || laneWidth == 4 || laneWidth == 8, "Shuffle.apply: bad lane width")
@@ -70,14 +70,14 @@ enum Shuffle {
             bitShuffleForward(src, dst, groups: groups, width: laneWidth)
             copyTail(src, dst, from: groups * 8 * laneWidth, to: count)
         case .hybridShuffle:
-            hybridForward(src, dst, count: count, laneWidth: laneWidth)
+            hybridForward(src, dst, count: count, laneWidth: laneWidth, scratch: scratch)
         }
     }
 
     /// The exact inverse of `apply`.
     static func invert(
         _ filter: ShuffleFilter, laneWidth: Int, source: UnsafeRawBufferPointer,
-        destination: UnsafeMutableRawBufferPointer
+        destination: UnsafeMutableRawBufferPointer, scratch: UnsafeMutableRawBufferPointer? = nil
     ) {
         precondition(source.count == destination.count, "Shuffle.invert: source and destination sizes differ")
         precondition(laneWidth == 1 || laneWidth == 2 || laneWidth == 4 || laneWidth == 8, "Shuffle.invert: bad lane width")
@@ -99,7 +99,7 @@ enum Shuffle {
             bitShuffleInverse(src, dst, groups: groups, width: laneWidth)
             copyTail(src, dst, from: groups * 8 * laneWidth, to: count)
         case .hybridShuffle:
-            hybridInverse(src, dst, count: count, laneWidth: laneWidth)
+            hybridInverse(src, dst, count: count, laneWidth: laneWidth, scratch: scratch)
         }
     }
 
