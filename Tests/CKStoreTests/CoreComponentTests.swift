@@ -109,13 +109,13 @@ import Testing
     @Test func float32ChunksAreHybridShuffledCompressedAndDecodeBack() throws {
         let raw = floats(4096)
         let codec = BlobCodec(maxChunkSize: raw.count, settings: .init())
-        let (blob, header) = try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32) }
+        let (blob, header) = try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32, name: SHA256Digest.hash(raw)) }
         let file = Array(blob)
         #expect(header.codec == .lz4 && header.filter == .hybridShuffle && header.laneWidth == 4)
         #expect(file.count < raw.count)
-        #expect(Array(file[0..<4]) == Array("CKB1".utf8))
+        #expect(Array(file[0..<4]) == Array("CKB1".utf8) && file[4] == 2)
         let out = ByteBuffer(capacity: raw.count)
-        let n = try file.withUnsafeBytes { try codec.decode($0, into: out, expected: SHA256Digest.hash(raw)) }
+        let n = try file.withUnsafeBytes { try codec.decode($0, into: out, name: SHA256Digest.hash(raw), rehash: true) }
         #expect(n == raw.count && Array(out.bytes) == raw)
     }
 
@@ -123,7 +123,7 @@ import Testing
         var rng = SplitMix64(seed: 2)
         let raw = (0..<4096).flatMap { _ -> [UInt8] in [UInt8(truncatingIfNeeded: rng.next()), 0x3C] }
         let codec = BlobCodec(maxChunkSize: raw.count, settings: .init())
-        let (_, header) = try raw.withUnsafeBytes { try codec.encode($0, dtype: .bf16) }
+        let (_, header) = try raw.withUnsafeBytes { try codec.encode($0, dtype: .bf16, name: SHA256Digest.hash(raw)) }
         #expect(header.filter == .bitShuffle && header.laneWidth == 2)
     }
 
@@ -131,21 +131,24 @@ import Testing
         var rng = SplitMix64(seed: 1)
         let raw = rng.bytes(8192)
         let codec = BlobCodec(maxChunkSize: raw.count, settings: .init())
-        let (blob, header) = try raw.withUnsafeBytes { try codec.encode($0, dtype: .u8) }
+        let (blob, header) = try raw.withUnsafeBytes { try codec.encode($0, dtype: .u8, name: SHA256Digest.hash(raw)) }
         #expect(header.codec == .none && header.filter == .none)
         #expect(blob.count == BlobHeader.size + raw.count)
     }
 
     /// Each damage is reported with the byte offset of the field that failed.
-    @Test(arguments: [(0, 0), (4, 4), (5, 5), (6, 6), (7, 7), (9, 8), (17, 16), (40, 32), (25, 32)])
+    /// Flips of fields whose value stays in range (raw length byte 9, payload checksum byte 25,
+    /// the address at 40) are caught by the header checksum at byte 56; payload damage (byte
+    /// 80) by the payload checksum at byte 64.
+    @Test(arguments: [(0, 0), (4, 4), (5, 5), (6, 6), (7, 7), (9, 56), (17, 16), (25, 56), (40, 56), (57, 56), (80, 64)])
     func damageIsReportedAtTheOffsetOfTheFailedField(flip: Int, reportedOffset: Int) throws {
         let raw = floats(2048)
         let codec = BlobCodec(maxChunkSize: raw.count, settings: .init())
-        var file = Array(try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32) }.bytes)
+        var file = Array(try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32, name: SHA256Digest.hash(raw)) }.bytes)
         file[flip] ^= 0x40
         let out = ByteBuffer(capacity: raw.count)
         #expect {
-            _ = try file.withUnsafeBytes { try codec.decode($0, into: out, expected: SHA256Digest.hash(raw)) }
+            _ = try file.withUnsafeBytes { try codec.decode($0, into: out, name: SHA256Digest.hash(raw), rehash: true) }
         } throws: { error in
             (error as? CKStore.BlobDamage)?.offset == reportedOffset
         }
@@ -154,24 +157,33 @@ import Testing
     @Test func aTruncatedBlobIsDamageNotAShortRead() throws {
         let raw = floats(1024)
         let codec = BlobCodec(maxChunkSize: raw.count, settings: .init())
-        let file = Array(try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32) }.bytes)
+        let file = Array(try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32, name: SHA256Digest.hash(raw)) }.bytes)
         let out = ByteBuffer(capacity: raw.count)
-        for cut in [0, 10, 31, 32, file.count - 1] {
+        for cut in [0, 10, 31, 32, 63, 64, file.count - 1] {
             #expect(throws: CKStore.BlobDamage.self) {
-                _ = try Array(file[0..<cut]).withUnsafeBytes { try codec.decode($0, into: out, expected: nil) }
+                _ = try Array(file[0..<cut]).withUnsafeBytes {
+                    try codec.decode($0, into: out, name: SHA256Digest.hash(raw), rehash: false)
+                }
             }
         }
     }
 
-    @Test func theSHA256CheckCatchesAValidBlobUnderTheWrongName() throws {
+    @Test func theIdentityCheckCatchesAValidBlobUnderTheWrongNameWithoutRehashing() throws {
         let raw = floats(1024)
         let codec = BlobCodec(maxChunkSize: raw.count, settings: .init())
-        let file = Array(try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32) }.bytes)
+        let file = Array(try raw.withUnsafeBytes { try codec.encode($0, dtype: .f32, name: SHA256Digest.hash(raw)) }.bytes)
         let out = ByteBuffer(capacity: raw.count)
         let wrongName = SHA256Digest.hash([1, 2, 3])
-        #expect(throws: CKStore.BlobDamage.self) { _ = try file.withUnsafeBytes { try codec.decode($0, into: out, expected: wrongName) } }
-        // Without the re-hash the bytes decode (this is what `verify_reads: checksum` trades).
-        #expect(try file.withUnsafeBytes { try codec.decode($0, into: out, expected: nil) } == raw.count)
+        // The version 2 header records the chunk's address: a read under another name fails at
+        // byte 32 even without the SHA-256 re-hash.
+        for rehash in [false, true] {
+            #expect {
+                _ = try file.withUnsafeBytes { try codec.decode($0, into: out, name: wrongName, rehash: rehash) }
+            } throws: { error in
+                (error as? CKStore.BlobDamage)?.offset == 32
+            }
+        }
+        #expect(try file.withUnsafeBytes { try codec.decode($0, into: out, name: SHA256Digest.hash(raw), rehash: false) } == raw.count)
     }
 }
 

@@ -80,7 +80,7 @@ private func flipBlobByte(_ path: String, at offset: Int, mask: UInt8 = 0x01, so
 
 /// The store every case starts from: r@1, r@2, r@3 with a chunk size of 4096, each holding
 /// `alpha` (F32, 2 chunks of random bytes), `beta` (F32, 3 chunks of random bytes: stored
-/// uncompressed, so every beta blob is 32 + 4096 bytes) and `gamma` (I32, 1 compressible chunk).
+/// uncompressed, so every beta blob is 64 + 4096 bytes) and `gamma` (I32, 1 compressible chunk).
 private struct CorruptionFixture {
     let store: String
     let files: [Int: [UInt8]]
@@ -171,7 +171,7 @@ enum CorruptionDefect: String, CaseIterable, Sendable, CustomTestStringConvertib
     case headerCodec
     /// A damaged raw length (header byte 8): disagrees with the payload length and the row.
     case headerRawLength
-    /// A damaged payload checksum (header byte 24): only reading the payload shows it.
+    /// A damaged payload checksum (header byte 24): the header checksum (byte 56) catches it.
     case headerChecksum
     /// The blob cut to half its length.
     case truncated
@@ -190,23 +190,16 @@ enum CorruptionDefect: String, CaseIterable, Sendable, CustomTestStringConvertib
 
     var testDescription: String { rawValue }
 
-    /// Whether the structural `fsck` (no decoding) sees it.
-    var structural: Bool {
-        switch self {
-        case .payloadBitFlip, .headerChecksum, .swappedWithAnotherValidBlob: return false
-        default: return true
-        }
-    }
-
-    /// Whether a default read (XXH64 and length checks, no SHA-256) sees it.
-    var detectedWithoutSHA256: Bool { self != .swappedWithAnotherValidBlob }
+    /// Whether the structural `fsck` (no payload read) sees it. A swapped blob is seen there
+    /// too: the version 2 header records the chunk address, which fsck compares with the name.
+    var structural: Bool { self != .payloadBitFlip }
 
     /// Applies the defect to `fixture`.
     fileprivate func apply(to f: CorruptionFixture, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let victim = f.blob(step: 2, tensor: "beta", index: 1)
         #expect(FileManager.default.fileExists(atPath: victim), sourceLocation: sourceLocation)
         switch self {
-        case .payloadBitFlip: flipBlobByte(victim, at: 32 + 2048, sourceLocation: sourceLocation)
+        case .payloadBitFlip: flipBlobByte(victim, at: 64 + 2048, sourceLocation: sourceLocation)
         case .headerMagic: flipBlobByte(victim, at: 0, mask: 0xFF, sourceLocation: sourceLocation)
         case .headerCodec: flipBlobByte(victim, at: 5, mask: 0x80, sourceLocation: sourceLocation)
         case .headerRawLength: flipBlobByte(victim, at: 8, mask: 0x01, sourceLocation: sourceLocation)
@@ -266,20 +259,12 @@ struct CorruptionTests {
             let lawaVerified = runCLI(
                 ["get", "--run", "r", "--lawa", "k=3,stride=1", "--at", "3", "--no-cache", "--verify", "-o", "-"], store: f.store)
             let checks: () -> Void = {
-                if defect.detectedWithoutSHA256 {
-                    expectIntegrityFailure(get, step: 2, tensor: "beta", fixture: f)
-                    #expect(!FileManager.default.fileExists(atPath: out), "no output file after a failed get")
-                    expectIntegrityFailure(lawa, step: 2, tensor: "beta", fixture: f)
-                    #expect(!FileManager.default.fileExists(atPath: lawaOut), "no output file after a failed LAWA")
-                } else {
-                    // A blob swapped for another valid blob has a consistent header, length and XXH64
-                    // checksum: only the SHA-256 of the decoded bytes against the blob's name (its
-                    // address) shows that it holds the wrong chunk. Default reads skip SHA-256 for
-                    // speed, so they return the wrong bytes; --verify catches it.
-                    #expect(get.status == 0, "get without --verify cannot see a swapped blob: \(get.stderr)")
-                    #expect(sha256Hex(readFile(out)) != sha256Hex(f.files[2]!), "…and so returns different bytes")
-                    #expect(lawa.status == 0, "LAWA without --verify cannot see a swapped blob: \(lawa.stderr)")
-                }
+                // Every defect is seen by a default read (no SHA-256): a blob swapped for another
+                // valid blob is caught by the chunk address its version 2 header records.
+                expectIntegrityFailure(get, step: 2, tensor: "beta", fixture: f)
+                #expect(!FileManager.default.fileExists(atPath: out), "no output file after a failed get")
+                expectIntegrityFailure(lawa, step: 2, tensor: "beta", fixture: f)
+                #expect(!FileManager.default.fileExists(atPath: lawaOut), "no output file after a failed LAWA")
                 expectIntegrityFailure(getVerified, step: 2, tensor: "beta", fixture: f)
                 expectIntegrityFailure(lawaVerified, step: 2, tensor: "beta", fixture: f)
             }
@@ -357,7 +342,7 @@ struct CorruptionTests {
             let f = CorruptionFixture(dir)
             let flipped = f.blobHex(step: 1, tensor: "alpha", index: 0)
             let deleted = f.blobHex(step: 2, tensor: "beta", index: 2)
-            flipBlobByte(f.blob(step: 1, tensor: "alpha", index: 0), at: 32 + 100)
+            flipBlobByte(f.blob(step: 1, tensor: "alpha", index: 0), at: 64 + 100)
             try FileManager.default.removeItem(atPath: f.blob(step: 2, tensor: "beta", index: 2))
             _ = runSQLite(f.database, "UPDATE tensors SET shape = '[2048]' WHERE manifest_id = \(f.manifestID(step: 3)) AND name = 'gamma'")
             let before = storeAndDatabaseSnapshot(f.store)

@@ -45,10 +45,13 @@ final class BlobCodec {
         return (.none, 1)
     }
 
-    /// Encodes `raw` as a complete blob file (header + payload) and returns a view of it,
-    /// valid until the next call. Compressed payloads are decoded again and compared with the
-    /// filtered input before returning (unless disabled), so a codec fault cannot reach disk.
-    func encode(_ raw: UnsafeRawBufferPointer, dtype: DType) throws(CKStoreError) -> (bytes: UnsafeRawBufferPointer, header: BlobHeader) {
+    /// Encodes `raw`, the chunk named `name` (its SHA-256), as a complete version 2 blob file
+    /// (header + payload) and returns a view of it, valid until the next call. Compressed
+    /// payloads are decoded again and compared with the filtered input before returning (unless
+    /// disabled), so a codec fault cannot reach disk.
+    func encode(_ raw: UnsafeRawBufferPointer, dtype: DType, name: SHA256Digest) throws(CKStoreError) -> (
+        bytes: UnsafeRawBufferPointer, header: BlobHeader
+    ) {
         let (filter, lane) = filterChoice(for: dtype)
         let limit = Int(Double(raw.count) * (1 - settings.minimumSavings))
         let tryCompression = raw.count > 0 && limit > 0
@@ -59,7 +62,8 @@ final class BlobCodec {
         }
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blob.storage[BlobHeader.size...])
         var header = BlobHeader(
-            codec: .none, filter: .none, laneWidth: 1, rawLength: raw.count, payloadLength: raw.count, payloadChecksum: 0)
+            codec: .none, filter: .none, laneWidth: 1, rawLength: raw.count, payloadLength: raw.count, payloadChecksum: 0,
+            address: BlobHeader.address(of: name))
         if tryCompression, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
             header.codec = .lz4
             header.filter = filter
@@ -82,24 +86,37 @@ final class BlobCodec {
         return (blob.bytes, header)
     }
 
-    /// Checks and decodes a blob file's bytes into `destination` (exactly the raw length),
-    /// verifying header bounds, the payload checksum and the decoded length, and, when
-    /// `expected` is given, that the SHA-256 of the result equals the blob's name.
-    ///
-    /// - Returns: the raw length.
-    /// - Throws: `BlobDamage` naming the byte offset of the first failed check.
-    func decode(_ file: UnsafeRawBufferPointer, into destination: ByteBuffer, expected: SHA256Digest?) throws(BlobDamage) -> Int {
+    /// The checks every read makes before decoding: the header (field ranges, and in version 2
+    /// its checksum), the identity (a version 2 header must record `name`) and the payload
+    /// checksum. Returns the header and the payload.
+    func checkedPayload(_ file: UnsafeRawBufferPointer, name: SHA256Digest) throws(BlobDamage) -> (BlobHeader, UnsafeRawBufferPointer) {
         let header: BlobHeader
         switch BlobHeader.decode(file, fileSize: file.count) {
         case .success(let h): header = h
         case .failure(let p): throw BlobDamage(offset: p.offset, reason: p.reason)
         }
+        if let p = header.checkIdentity(name) { throw BlobDamage(offset: p.offset, reason: p.reason) }
+        let payloadOffset = header.encodedSize
+        let payload = UnsafeRawBufferPointer(rebasing: file[payloadOffset...])
+        guard XXH64.hash(payload) == header.payloadChecksum else {
+            throw BlobDamage(offset: payloadOffset, reason: "payload checksum mismatch")
+        }
+        return (header, payload)
+    }
+
+    /// Checks and decodes the blob file `file`, read under the name `name`, into `destination`
+    /// (exactly the raw length): header bounds, identity (version 2), the payload checksum and
+    /// the decoded length; with `rehash`, also that the SHA-256 of the result is `name`.
+    ///
+    /// - Returns: the raw length.
+    /// - Throws: `BlobDamage` naming the byte offset of the first failed check.
+    func decode(_ file: UnsafeRawBufferPointer, into destination: ByteBuffer, name: SHA256Digest, rehash: Bool) throws(BlobDamage)
+        -> Int
+    {
+        let (header, payload) = try checkedPayload(file, name: name)
+        let payloadOffset = header.encodedSize
         guard header.rawLength <= destination.capacity else {
             throw BlobDamage(offset: 8, reason: "raw length \(header.rawLength) exceeds the expected chunk size \(destination.capacity)")
-        }
-        let payload = UnsafeRawBufferPointer(rebasing: file[BlobHeader.size...])
-        guard XXH64.hash(payload) == header.payloadChecksum else {
-            throw BlobDamage(offset: BlobHeader.size, reason: "payload checksum mismatch")
         }
         let out = destination.prefix(header.rawLength)
         switch header.codec {
@@ -108,7 +125,7 @@ final class BlobCodec {
         case .lz4:
             let target = header.filter == .none ? out : filtered.prefix(header.rawLength)
             guard LZ4.decompress(payload, into: target) == header.rawLength else {
-                throw BlobDamage(offset: BlobHeader.size, reason: "LZ4 payload does not decode to \(header.rawLength) bytes")
+                throw BlobDamage(offset: payloadOffset, reason: "LZ4 payload does not decode to \(header.rawLength) bytes")
             }
             if header.filter != .none {
                 Shuffle.invert(
@@ -117,13 +134,25 @@ final class BlobCodec {
             }
         }
         destination.count = header.rawLength
-        if let expected {
+        if rehash {
             let actual = SHA256Digest.hash(UnsafeRawBufferPointer(out))
-            guard actual == expected else {
-                throw BlobDamage(offset: BlobHeader.size, reason: "decoded bytes hash to \(actual.hex.prefix(16))…, not the blob's name")
+            guard actual == name else {
+                throw BlobDamage(offset: payloadOffset, reason: "decoded bytes hash to \(actual.hex.prefix(16))…, not the blob's name")
             }
         }
         return header.rawLength
+    }
+
+    /// Whether `file` is a good blob of the chunk `raw` named `name`, as a put must know before
+    /// it counts an existing blob as stored. A version 2 blob is checked as a read checks it
+    /// (header, identity, payload checksum, raw length) without decoding; a version 1 blob,
+    /// whose header records no identity, is decoded and compared with `raw` byte for byte.
+    func isIntact(_ file: UnsafeRawBufferPointer, name: SHA256Digest, raw: UnsafeRawBufferPointer) -> Bool {
+        guard let (header, _) = try? checkedPayload(file, name: name), header.rawLength == raw.count else { return false }
+        if header.address != nil { return true }
+        let decoded = ByteBuffer(capacity: raw.count)
+        guard (try? decode(file, into: decoded, name: name, rehash: false)) == raw.count else { return false }
+        return raw.count == 0 || memcmp(decoded.storage.baseAddress!, raw.baseAddress!, raw.count) == 0
     }
 }
 

@@ -59,10 +59,14 @@ enum BlobStoreError: Error, CustomStringConvertible {
     case notFound(SHA256Digest)
     /// The backend failed.
     case io(SystemError)
+    /// The blob file is larger than any blob can be (`LocalBlobStore.maxBlobSize`): it is not
+    /// read (a huge or sparse file would exhaust memory).
+    case tooLarge(SHA256Digest, Int)
 
     var description: String {
         switch self {
         case .notFound(let id): return "blob \(id.hex) is missing"
+        case .tooLarge(let id, let size): return "blob \(id.hex) is \(size) bytes, larger than any blob can be"
         case .io(let e): return "\(e)"
         }
     }

@@ -109,9 +109,24 @@ final class LocalBlobStore: BlobStore {
         return (true, bytes.count)
     }
 
+    /// Whether the blob stored under `name` is an intact copy of the chunk `raw`: the file
+    /// exists, is `storedSize` bytes (the chunk row's size) and passes `BlobCodec.isIntact`
+    /// (header, identity and payload checksum; a version 1 blob is decoded and compared).
+    /// A put asks this before it counts a chunk row as a dedup hit, so a missing or damaged
+    /// blob is rewritten instead of referred to. Any failure to read counts as not intact.
+    func holdsIntact(
+        _ name: SHA256Digest, storedSize: Int, raw: UnsafeRawBufferPointer, codec: BlobCodec, scratch: inout ByteBuffer
+    ) -> Bool {
+        let intact = try? withBytes(of: name, scratch: &scratch) { file in
+            file.count == storedSize && codec.isIntact(file, name: name, raw: raw)
+        }
+        return intact ?? false
+    }
+
     private func readExisting(_ path: String) throws -> [UInt8] {
         let file = try FileHandle.openForReading(path)
         let size = try file.size()
+        guard size <= Self.maxBlobSize else { throw SystemError(call: "read", path: path, errno: EFBIG) }
         var bytes = [UInt8](repeating: 0, count: size)
         let n = try bytes.withUnsafeMutableBytes { try file.pread(into: $0, at: 0) }
         return Array(bytes[0..<n])
@@ -175,11 +190,21 @@ final class LocalBlobStore: BlobStore {
         }
     }
 
+    /// The largest blob file of a valid chunk: a version 2 header and the LZ4 bound of the
+    /// largest raw length. Larger files are damage and are never read into memory.
+    static let maxBlobSize = BlobHeader.size + LZ4.bound(BlobHeader.maxRawLength)
+
     func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int {
         let file = try openBlob(id)
+        let size: Int
         do {
-            let size = try file.size()
-            if buffer.capacity < size { buffer = ByteBuffer(capacity: size) }
+            size = try file.size()
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+        guard size <= Self.maxBlobSize else { throw BlobStoreError.tooLarge(id, size) }
+        if buffer.capacity < size { buffer = ByteBuffer(capacity: size) }
+        do {
             let n = try file.pread(into: buffer.prefix(size), at: 0)
             buffer.count = n
             return n
@@ -210,6 +235,7 @@ final class LocalBlobStore: BlobStore {
         } catch {
             throw BlobStoreError.io(error)
         }
+        guard size <= Self.maxBlobSize else { throw BlobStoreError.tooLarge(id, size) }
         guard size > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         guard let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, file.fd, 0), mapping != MAP_FAILED else {
             // Fall back to reading when the file system cannot map.

@@ -159,6 +159,7 @@ extension Store {
             verify: true)
         let decoded = ByteBuffer(capacity: max(configuration.chunkSize, chunks.map(\.1).max() ?? 0))
         let known = Set(allChunks.map(\.0))
+        var v1Blobs = 0
         for (hash, rawSize, storedSize) in chunks {
             report.chunksChecked += 1
             let subject = "blob \(hash.hex)" + (users[hash].map { " (used by \($0))" } ?? "")
@@ -178,9 +179,14 @@ extension Store {
                 }
                 continue
             }
+            // The header, its identity (the chunk address it records) and the row's raw size.
             let prefix = try blobs.readPrefix(hash, count: BlobHeader.size)
-            if let problem = headerProblem(prefix.bytes, size: prefix.size, rawSize: rawSize) {
+            if let problem = prefix.bytes.withUnsafeBytes({
+                BlobHeader.problem(prefix: $0, fileSize: prefix.size, id: hash, rawSize: rawSize)
+            }) {
                 report.problems.append(IntegrityProblem(subject: subject, detail: problem))
+            } else if prefix.bytes[4] == 1 {
+                v1Blobs += 1
             }
         }
         var orphans = 0
@@ -193,6 +199,10 @@ extension Store {
         }
         let temporary = blobs.temporaryFiles()
         if orphans > 0 { report.notes.append("\(orphans) orphan blob(s), \(orphanBytes) bytes, no chunk row refers to (gc removes them)") }
+        if v1Blobs > 0 {
+            report.notes.append(
+                "\(v1Blobs) blob(s) in format version 1, whose header records no chunk address: fsck --full checks their identity")
+        }
         if !temporary.isEmpty { report.notes.append("\(temporary.count) temporary file(s) from interrupted writes (gc removes them)") }
     }
 }
@@ -205,17 +215,6 @@ private func fetchProblem(_ reader: ChunkReaderWorker, _ chunk: ChunkRef, _ into
     } catch {
         let message = error.message
         return message.components(separatedBy: "blob \(chunk.hash.hex) ").last ?? message
-    }
-}
-
-/// Why a blob's header is invalid or disagrees with its row, or nil.
-private func headerProblem(_ bytes: [UInt8], size: Int, rawSize: Int) -> String? {
-    let result = bytes.withUnsafeBytes { BlobHeader.decode($0, fileSize: size) }
-    switch result {
-    case .failure(let p):
-        return "bad header at \(p)"
-    case .success(let h):
-        return h.rawLength == rawSize ? nil : "header raw length \(h.rawLength), expected \(rawSize)"
     }
 }
 

@@ -180,7 +180,9 @@ final class SQLiteMetadataStore: MetadataStore {
                     info: TensorInfo(name: name, dtype: dtype, shape: shape, dataStart: row.int(4), dataEnd: end),
                     chunks: chunks)
             }
-            return Manifest(headerBytes: header, dataLength: dataLength, tensors: tensors, recordedDigest: digest)
+            let manifest = Manifest(headerBytes: header, dataLength: dataLength, tensors: tensors, recordedDigest: digest)
+            if let problem = manifest.layoutProblem() { throw CKStoreError(.integrity, "snapshot sha256:\(digest.hex): \(problem)") }
+            return manifest
         }
     }
 

@@ -47,6 +47,27 @@ public struct Manifest: Sendable {
     /// The size of the safetensors file this manifest reproduces.
     public var fileLength: Int { 8 + headerBytes.count + dataLength }
 
+    /// Why this manifest cannot describe a safetensors file, or nil: its tensors must tile the
+    /// data section in order (each starting where the previous one ends, the last ending at
+    /// `dataLength`) and the whole file must fit in a signed 64-bit size. A manifest built from
+    /// a validated header always passes; one read from damaged (or crafted) database rows may
+    /// not, and then offsets computed from it could overflow.
+    func layoutProblem() -> String? {
+        var end = 0
+        for tensor in tensors {
+            guard tensor.info.dataStart == end, tensor.info.dataEnd >= end else {
+                return "tensor '\(tensor.info.name)' spans [\(tensor.info.dataStart), \(tensor.info.dataEnd)), not contiguous with the "
+                    + "previous tensor's end \(end)"
+            }
+            end = tensor.info.dataEnd
+        }
+        guard end == dataLength else { return "data length \(dataLength) disagrees with the tensors, which end at \(end)" }
+        guard dataLength <= SafetensorsHeader.maxDataLength(headerLength: headerBytes.count) else {
+            return "data length \(dataLength) makes the file longer than \(Int.max) bytes"
+        }
+        return nil
+    }
+
     /// The number of distinct chunks.
     public var distinctChunks: Set<SHA256Digest> { Set(tensors.flatMap { $0.chunks.map(\.hash) }) }
 

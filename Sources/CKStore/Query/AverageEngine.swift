@@ -112,19 +112,20 @@ final class AverageWorker {
         }
     }
 
-    /// Hashes the computed segment and, unless a chunk row already has it, encodes and stores
-    /// its blob.
+    /// Hashes the computed segment and, unless a chunk row already has it with an intact blob,
+    /// encodes and stores its blob (a missing or damaged blob is written again, as in `put`).
     func store(_ job: AverageJob, cache: CacheTarget) throws -> (ChunkRef, Bool) {
         let raw = job.output.bytes
         let hash = SHA256Digest.hash(raw)
-        if let size = try cacheMetadata?.storedSize(ofChunk: hash) {
+        if let size = try cacheMetadata?.storedSize(ofChunk: hash),
+            cache.blobs.holdsIntact(hash, storedSize: size, raw: raw, codec: reader.codec, scratch: &reader.fileBuffer)
+        {
             return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: size), false)
         }
-        let encoded = try reader.codec.encode(raw, dtype: job.dtype)
+        let encoded = try reader.codec.encode(raw, dtype: job.dtype, name: hash)
         let codec = reader.codec
         let (isNew, size) = try cache.blobs.put(hash, bytes: encoded.bytes) { existing in
-            let check = ByteBuffer(capacity: raw.count)
-            return (try? codec.decode(existing, into: check, expected: hash)) == raw.count
+            codec.isIntact(existing, name: hash, raw: raw)
         }
         return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: size), isNew)
     }

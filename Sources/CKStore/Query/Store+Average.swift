@@ -72,6 +72,9 @@ extension Store {
                 let manifest = Manifest(headerBytes: header, dataLength: layout.manifests.last!.dataLength, tensors: tensors)
                 try wrapping("store the derived snapshot for \(plan.recipe)") {
                     try blobs.syncNamespace()
+                    // Rows of blobs written again (theirs were missing or damaged) follow the new files.
+                    let sizes = Dictionary(tensors.flatMap(\.chunks).map { ($0.hash, $0.storedSize) }, uniquingKeysWith: { a, _ in a })
+                    try metadata.updateStoredSizes(sizes.map { ($0.key, $0.value) })
                     try metadata.commitDerived(manifest: manifest, plan: plan)
                 }
                 digest = manifest.digest

@@ -33,6 +33,8 @@ public struct SafetensorsError: Error, Sendable, Equatable, CustomStringConverti
         case offsetsGap
         /// Two tensors' byte ranges overlap.
         case offsetsOverlap
+        /// The header describes a file longer than the largest 64-bit file size (2^63 − 1 bytes).
+        case fileTooLarge
         /// A JSON object repeats a key.
         case duplicateKey
         /// The file ends before the length its header declares.

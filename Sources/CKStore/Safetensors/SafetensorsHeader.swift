@@ -134,7 +134,7 @@ public struct SafetensorsHeader: Sendable {
             if a.dataEnd != b.dataEnd { return a.dataEnd < b.dataEnd }
             return a.name.utf8.lexicographicallyPrecedes(b.name.utf8)  // names as bytes, not Unicode order
         }
-        let dataLength = try checkLayout(tensors)
+        let dataLength = try checkLayout(tensors, headerLength: headerBytes.count)
 
         var index: [String: Int] = [:]
         index.reserveCapacity(tensors.count)
@@ -167,12 +167,25 @@ public struct SafetensorsHeader: Sendable {
         }
     }
 
-    /// Checks that `sorted` tiles `0..<end` exactly and returns that end.
-    private static func checkLayout(_ sorted: [TensorInfo]) throws(SafetensorsError) -> Int {
+    /// The largest data section a header of `headerLength` bytes may describe: the whole file,
+    /// `8 + headerLength + dataLength`, must fit in a signed 64-bit integer (file sizes and
+    /// offsets are `Int` throughout, and no file system holds more).
+    static func maxDataLength(headerLength: Int) -> Int { Int.max - 8 - headerLength }
+
+    /// Checks that `sorted` tiles `0..<end` exactly and that the whole file, `8 + headerLength
+    /// + end`, fits in 64 bits; returns that end.
+    private static func checkLayout(_ sorted: [TensorInfo], headerLength: Int) throws(SafetensorsError) -> Int {
         var end = 0
         var previous: TensorInfo? = nil
+        let limit = maxDataLength(headerLength: headerLength)
         for tensor in sorted {
             var subject: String { "tensor \(JSON.quoted(tensor.name)): data_offsets [\(tensor.dataStart), \(tensor.dataEnd)]" }
+            if tensor.dataEnd > limit {
+                throw SafetensorsError(
+                    .fileTooLarge,
+                    "\(subject) end beyond the largest possible file: 8 + \(headerLength) header bytes + \(tensor.dataEnd) "
+                        + "exceeds \(Int.max) bytes")
+            }
             if tensor.dataStart > end {
                 if let previous {
                     throw SafetensorsError(

@@ -21,7 +21,10 @@ final class ChunkReaderWorker {
         self.verify = verify
     }
 
-    /// Reads, checks and decodes one chunk into `buffer`.
+    /// Reads, checks and decodes one chunk into `buffer`. Every read checks the blob's size
+    /// against the row, its header, its identity (a version 2 header records the chunk's
+    /// address, which must be the name it was read under), the payload checksum and the
+    /// decoded length; with `verify`, also the SHA-256 of the decoded bytes.
     /// - Throws: `.integrity` naming `label`, the tensor, the blob and the byte offset.
     func fetch(_ chunk: ChunkRef, tensor: String, label: String, into buffer: ByteBuffer) throws(CKStoreError) {
         do {
@@ -33,7 +36,7 @@ final class ChunkReaderWorker {
                         .integrity,
                         "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is \(file.count) bytes, expected \(chunk.storedSize)")
                 }
-                return try codec.decode(file, into: buffer, expected: verify ? chunk.hash : nil)
+                return try codec.decode(file, into: buffer, name: chunk.hash, rehash: verify)
             }
             guard n == chunk.rawSize else {
                 throw CKStoreError(
@@ -43,6 +46,9 @@ final class ChunkReaderWorker {
             throw e
         } catch BlobStoreError.notFound {
             throw CKStoreError(.integrity, "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is missing")
+        } catch BlobStoreError.tooLarge(_, let size) {
+            throw CKStoreError(
+                .integrity, "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is \(size) bytes, expected \(chunk.storedSize)")
         } catch let e as BlobDamage {
             throw CKStoreError(.integrity, "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is damaged at \(e)", cause: e)
         } catch {

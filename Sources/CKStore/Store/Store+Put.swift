@@ -20,6 +20,9 @@ public struct PutReport: Sendable {
     public let bytesStored: Int
     /// Wall time in seconds.
     public let seconds: Double
+    /// Chunks whose row existed but whose blob was missing or damaged, and which this put
+    /// wrote again (counted in `newChunks`).
+    public var repairedBlobs = 0
 }
 
 /// Where a snapshot is read from.
@@ -50,6 +53,9 @@ private struct IngestResult: Sendable {
     let rawSize: Int
     let storedSize: Int
     let isNew: Bool
+    /// Whether a chunk row existed but its blob was missing or damaged, so this put wrote it
+    /// again (or found it rewritten by a concurrent put).
+    var repaired = false
 }
 
 /// The blobs a put has created, recorded by the workers as they write them (so that a failed
@@ -61,11 +67,12 @@ private final class CreatedBlobs: Sendable {
     let storedSizes = Mutex<[SHA256Digest: Int]>([:])
 }
 
-/// A worker's private state: its codec scratch buffers and its own read-only metadata
-/// connection for dedup lookups.
+/// A worker's private state: its codec scratch buffers, its own read-only metadata
+/// connection for dedup lookups, and a buffer for reading existing blobs.
 private struct IngestWorker {
     let codec: BlobCodec
     let metadata: SQLiteMetadataStore
+    var scratch: ByteBuffer
 }
 
 extension Store {
@@ -140,23 +147,33 @@ extension Store {
             makeState: {
                 IngestWorker(
                     codec: BlobCodec(maxChunkSize: chunkCapacity, settings: settings),
-                    metadata: try SQLiteMetadataStore(path: dbPath, create: false, readOnly: true))
+                    metadata: try SQLiteMetadataStore(path: dbPath, create: false, readOnly: true),
+                    scratch: ByteBuffer(capacity: BlobHeader.size + LZ4.bound(chunkCapacity)))
             },
             process: { worker, job in
                 let raw = job.buffer.bytes
                 let hash = SHA256Digest.hash(raw)
-                if let stored = try created.storedSizes.withLock({ $0[hash] }) ?? worker.metadata.storedSize(ofChunk: hash) {
+                if let stored = created.storedSizes.withLock({ $0[hash] }) {
                     return IngestResult(buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: stored, isNew: false)
                 }
-                let encoded = try worker.codec.encode(raw, dtype: job.dtype)
+                // A chunk row is a dedup hit only when its blob is intact (the checks of a read,
+                // without decoding): a missing or damaged blob is written again from these bytes,
+                // so that an acknowledged put is always readable. The shared store lock keeps gc
+                // from deleting the blob between this check and the commit.
+                let row = try worker.metadata.storedSize(ofChunk: hash)
+                if let row, blobs.holdsIntact(hash, storedSize: row, raw: raw, codec: worker.codec, scratch: &worker.scratch) {
+                    created.storedSizes.withLock { $0[hash] = row }
+                    return IngestResult(buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: row, isNew: false)
+                }
+                let encoded = try worker.codec.encode(raw, dtype: job.dtype, name: hash)
                 let codec = worker.codec
                 let (isNew, size) = try blobs.put(hash, bytes: encoded.bytes) { existing in
-                    let scratch = ByteBuffer(capacity: raw.count)
-                    return (try? codec.decode(existing, into: scratch, expected: hash)) == raw.count
+                    codec.isIntact(existing, name: hash, raw: raw)
                 }
                 if isNew { created.hashes.withLock { $0.append(hash) } }
                 created.storedSizes.withLock { $0[hash] = size }
-                return IngestResult(buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: size, isNew: isNew)
+                return IngestResult(
+                    buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: size, isNew: isNew, repaired: row != nil)
             })
         defer { pipeline.shutdown() }
 
@@ -168,10 +185,12 @@ extension Store {
         var newChunks = 0
         var dedupHits = 0
         var bytesStored = 0
+        var repaired: [SHA256Digest: Int] = [:]
         let deliver: (IngestResult) -> Void = { result in
             chunkLists[tensorOfResult[delivered]].append((result.hash, result.rawSize))
             delivered += 1
             storedSizes[result.hash] = result.storedSize
+            if result.repaired { repaired[result.hash] = result.storedSize }
             if result.isNew {
                 newChunks += 1
                 bytesStored += result.storedSize
@@ -209,12 +228,16 @@ extension Store {
         let manifest = Manifest(headerBytes: header.headerBytes, dataLength: header.dataLength, tensors: tensors)
         let outcome = try wrapping("put \(run)@\(step)") {
             try blobs.syncNamespace()
+            // A rewritten blob may differ in size from what its row recorded (another encoding,
+            // or a version 1 blob): the row follows the durable file.
+            try metadata.updateStoredSizes(repaired.map { ($0.key, $0.value) })
             return try metadata.commit(manifest: manifest, run: run, step: step, metrics: metrics, force: force)
         }
         let seconds = Double(nowMilliseconds() - start) / 1000
         return PutReport(
             digest: manifest.digest, outcome: outcome, bytesIn: header.fileLength, chunkCount: delivered,
-            newChunks: newChunks, dedupHits: dedupHits, bytesStored: bytesStored, seconds: seconds)
+            newChunks: newChunks, dedupHits: dedupHits, bytesStored: bytesStored, seconds: seconds,
+            repairedBlobs: repaired.count)
     }
 
     /// After a failed put: deletes the blobs it wrote that no chunk row refers to, but only when

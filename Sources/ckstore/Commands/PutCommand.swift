@@ -44,6 +44,7 @@ enum PutCommand {
                 Console.err(
                     "\(run)@\(step): \(what); \(Console.bytes(report.bytesIn)) in, \(Console.bytes(report.bytesStored)) stored, "
                         + "\(report.newChunks) new chunks, \(report.dedupHits) dedup hits, "
+                        + (report.repairedBlobs > 0 ? "\(report.repairedBlobs) missing or damaged blob(s) rewritten, " : "")
                         + "\(Console.format(report.seconds, decimals: 2)) s, \(Console.format1(mbps)) MB/s")
             }
             return 0
