@@ -10,8 +10,14 @@ import PackageDescription
 /// later): the shuffle filters and the averaging kernels are vectorized twice as wide, which
 /// cuts the CPU time of an average by about a quarter. Set CKSTORE_PORTABLE=1 to build a binary
 /// that runs on any x86-64 CPU.
+///
+/// Release builds use the default -O, with Swift's overflow and bounds checks: the library
+/// parses untrusted files (safetensors headers, blob files, database rows), and a check that
+/// fails must stop the program rather than let it compute with a wrapped-around size. The
+/// -Ounchecked this package used before bought nothing measurable (LAWA k=6 and put within
+/// noise of -O, docs/BENCHMARKS.md), so no code is built without checks.
 let releaseFlags: [String] = {
-    var flags = ["-Ounchecked"]
+    var flags: [String] = []
     let env = ProcessInfo.processInfo.environment
     #if arch(x86_64)
     if env["CKSTORE_PORTABLE"] == nil,

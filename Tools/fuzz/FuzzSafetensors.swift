@@ -15,7 +15,8 @@
 //  * headerLength: the result is ≤ maxHeaderLength and 8 + N ≤ file size; without a file size
 //    it returns the same N; it throws exactly when fewer than 8 bytes are given, the value
 //    exceeds the limit, or the header runs past the file.
-//  * parse: the tensors are sorted by (begin, end, name) and tile [0, dataLength) exactly; each
+//  * parse: the file length 8 + N + dataLength fits in Int (no overflow);
+//    the tensors are sorted by (begin, end, name) and tile [0, dataLength) exactly; each
 //    tensor's byte count is its element count × bit size / 8; names are unique and
 //    `tensor(named:)` finds each; `__metadata__` matches the JSON; headerBytes are the input.
 //  * re-encoding a parsed header with `encode(tensors:metadata:)` (tensors in data-section
@@ -116,6 +117,9 @@ func checkParsed(_ h: SafetensorsHeader, from bytes: [UInt8]) {
         guard let found = h.tensor(named: t.name), found == t else { violated("tensor(named:) misses \(i)") }
     }
     if end != h.dataLength { violated("dataLength \(h.dataLength), tensors end at \(end)") }
+    // The whole file, prefix + header + data, fits in a signed 64-bit size (fileLength cannot
+    // overflow).
+    if h.dataLength > Int.max - 8 - h.headerBytes.count { violated("file length beyond Int.max accepted") }
     let tensorMembers = members.filter { $0.key != "__metadata__" }.count
     if tensorMembers != h.tensors.count { violated("tensor count") }
     // Metadata agrees with the JSON.

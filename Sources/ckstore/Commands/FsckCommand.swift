@@ -9,7 +9,8 @@ enum FsckCommand {
 
             Structural check: the SQLite database (integrity_check, foreign keys); every manifest's
             tensor and chunk rows against its stored header and digest; every chunk row against
-            its blob file (present, valid header, recorded size and raw length). --full also
+            its blob file (present, valid header holding the chunk's address, recorded size and
+            raw length). --full also
             reads, decodes and re-hashes every blob. Lists every problem and exits 3 if there is
             any; orphan blobs (harmless, collected by gc) are reported as notes. Repairs nothing.
             """,

@@ -19,9 +19,10 @@ enum GetCommand {
             newest input's layout and __metadata__ plus ckstore.recipe and ckstore.inputs. The
             result is cached as a derived snapshot: asking again returns it without recomputing.
 
-            Every chunk read is checked (header bounds, XXH64 checksum of the stored bytes, decoded
-            length; with --verify or verify_reads "sha256" also the SHA-256 of the decoded bytes
-            against the chunk's name); a missing or damaged blob is exit 3. -o FILE writes
+            Every chunk read is checked (header bounds and checksum, the chunk address the header
+            records against the blob's name, XXH64 checksum of the stored bytes, decoded length;
+            with --verify or verify_reads "sha256" also the SHA-256 of the decoded bytes against
+            the chunk's name); a missing, damaged or misplaced blob is exit 3. -o FILE writes
             atomically (a temporary file renamed into place); -o - writes to standard output.
 
             \(QueryOptions.help)
