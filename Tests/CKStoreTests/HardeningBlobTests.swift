@@ -325,6 +325,27 @@ struct HardeningBlobTests {
         }
     }
 
+    /// Rows that no validated header could produce are refused when a manifest is loaded,
+    /// before any offset or buffer size is computed from them.
+    @Test func manifestLayoutChecksCatchRowsNoHeaderCouldProduce() {
+        let h = SHA256Digest.hash([1])
+        func manifest(_ tensors: [(Int, Int, [Int])], dataLength: Int, header: Int = 10) -> Manifest {
+            Manifest(
+                headerBytes: Array(repeating: 0x20, count: header), dataLength: dataLength,
+                tensors: tensors.enumerated().map { i, t in
+                    TensorEntry(
+                        info: TensorInfo(name: "t\(i)", dtype: .u8, shape: [t.1 - t.0], dataStart: t.0, dataEnd: t.1),
+                        chunks: t.2.map { ChunkRef(hash: h, rawSize: $0, storedSize: 100) })
+                })
+        }
+        #expect(manifest([(0, 8, [8]), (8, 12, [4])], dataLength: 12).layoutProblem() == nil)
+        #expect(manifest([(0, 8, [8]), (9, 12, [3])], dataLength: 12).layoutProblem()?.contains("'t1'") == true)
+        #expect(manifest([(0, 8, [8])], dataLength: 9).layoutProblem()?.contains("data length 9") == true)
+        #expect(manifest([(0, 1 << 40, [1 << 40])], dataLength: 1 << 40).layoutProblem()?.contains("over the limit") == true)
+        let end = Int.max - 8
+        #expect(manifest([(0, end, [])], dataLength: end).layoutProblem()?.contains("longer than") == true)
+    }
+
     /// A blob file larger than any blob can be (here a sparse file) is reported, never read
     /// into memory.
     @Test func anOversizedBlobFileIsReportedWithoutReadingIt() throws {

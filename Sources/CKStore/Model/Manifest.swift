@@ -49,12 +49,16 @@ public struct Manifest: Sendable {
 
     /// Why this manifest cannot describe a safetensors file, or nil: its tensors must tile the
     /// data section in order (each starting where the previous one ends, the last ending at
-    /// `dataLength`) and the whole file must fit in a signed 64-bit size. A manifest built from
-    /// a validated header always passes; one read from damaged (or crafted) database rows may
-    /// not, and then offsets computed from it could overflow.
+    /// `dataLength`), the whole file must fit in a signed 64-bit size, and no chunk may be longer
+    /// than a blob can hold. A manifest built from a validated header always passes; one read
+    /// from damaged (or crafted) database rows may not, and then offsets computed from it could
+    /// overflow and read buffers sized by it could exhaust memory.
     func layoutProblem() -> String? {
         var end = 0
         for tensor in tensors {
+            if let chunk = tensor.chunks.first(where: { $0.rawSize > BlobHeader.maxRawLength }) {
+                return "tensor '\(tensor.info.name)' has a chunk of \(chunk.rawSize) bytes, over the limit of \(BlobHeader.maxRawLength)"
+            }
             guard tensor.info.dataStart == end, tensor.info.dataEnd >= end else {
                 return "tensor '\(tensor.info.name)' spans [\(tensor.info.dataStart), \(tensor.info.dataEnd)), not contiguous with the "
                     + "previous tensor's end \(end)"
