@@ -3,8 +3,9 @@
 /// Contract, for every implementation:
 /// - Blobs are immutable and named by the SHA-256 of their *raw* (decoded) chunk bytes.
 /// - `put` is idempotent: storing a name that already holds a valid blob is a no-op that
-///   returns `false`. It never replaces a valid blob; it may replace a damaged leftover (an
-///   orphan from a crash, which no metadata row can refer to) after `isValid` rejects it.
+///   returns `false`. It never replaces a valid blob; it replaces a damaged file (an orphan
+///   from a crash, or a referenced blob damaged from outside, which no reader can use) after
+///   `isValid` rejects it.
 /// - After `put` returns, the blob's bytes are durable; after `syncNamespace()` returns, so are
 ///   the names of all blobs put so far. Metadata may refer to a blob only after both.
 /// - `read` returns the stored bytes unchanged; a missing blob is `BlobStoreError.notFound`,
