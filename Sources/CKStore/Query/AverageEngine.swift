@@ -25,6 +25,10 @@ struct AverageResult: Sendable {
 struct CacheTarget: Sendable {
     let blobs: LocalBlobStore
     let databasePath: String
+    /// Check (and rewrite when missing or damaged) the blob of every computed chunk even when a
+    /// chunk row exists: set when recomputing a cached result whose blobs were damaged, since
+    /// the chunk rows outlive the dropped result and would otherwise point at the same damage.
+    var rewritesExisting = false
 }
 
 /// A worker's state: a chunk reader, a decode scratch buffer, a Float64 accumulator, and
@@ -117,15 +121,18 @@ final class AverageWorker {
     func store(_ job: AverageJob, cache: CacheTarget) throws -> (ChunkRef, Bool) {
         let raw = job.output.bytes
         let hash = SHA256Digest.hash(raw)
-        if let size = try cacheMetadata?.storedSize(ofChunk: hash) {
-            return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: size), false)
+        let rowSize = try cacheMetadata?.storedSize(ofChunk: hash)
+        if let rowSize, !cache.rewritesExisting {
+            return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: rowSize), false)
         }
         let encoded = try reader.codec.encode(raw, dtype: job.dtype)
         let codec = reader.codec
+        // An existing file is kept only when it decodes to exactly these bytes (SHA-256
+        // checked); otherwise it is replaced.
         let (isNew, size) = try cache.blobs.put(hash, bytes: encoded.bytes) { existing in
             let check = ByteBuffer(capacity: raw.count)
             return (try? codec.decode(existing, into: check, expected: hash)) == raw.count
         }
-        return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: size), isNew)
+        return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: rowSize ?? size), isNew)
     }
 }

@@ -43,8 +43,9 @@ enum GetCommand {
                 _ = try args.positionals(max: 0, names: "")
                 let store = try Store(path: globals.storePath)
                 store.forceSHA256Verification = verify
-                let plan = try store.plan(query, run: run)
-                let report = try store.materialize(plan, to: target, useCache: !noCache)
+                let report = try store.materialize(try store.plan(query, run: run), to: target, useCache: !noCache)
+                let plan = report.plan
+                for note in report.cacheNotes { Console.err("ckstore: warning: \(note)") }
                 if !quiet {
                     let source = report.fromCache ? "from the cache" : "computed from \(plan.inputs.count) inputs"
                     var line =
