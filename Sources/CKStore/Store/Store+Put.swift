@@ -20,6 +20,9 @@ public struct PutReport: Sendable {
     public let bytesStored: Int
     /// Wall time in seconds.
     public let seconds: Double
+    /// Metric values dropped because they were measured on the content this put replaced (or
+    /// on averages that used it).
+    public var droppedMetrics = 0
 }
 
 /// Where a snapshot is read from.
@@ -207,14 +210,15 @@ extension Store {
                 chunks: chunkLists[index].map { ChunkRef(hash: $0.0, rawSize: $0.1, storedSize: storedSizes[$0.0]!) })
         }
         let manifest = Manifest(headerBytes: header.headerBytes, dataLength: header.dataLength, tensors: tensors)
-        let outcome = try wrapping("put \(run)@\(step)") {
+        let committed = try wrapping("put \(run)@\(step)") {
             try blobs.syncNamespace()
             return try metadata.commit(manifest: manifest, run: run, step: step, metrics: metrics, force: force)
         }
         let seconds = Double(nowMilliseconds() - start) / 1000
         return PutReport(
-            digest: manifest.digest, outcome: outcome, bytesIn: header.fileLength, chunkCount: delivered,
-            newChunks: newChunks, dedupHits: dedupHits, bytesStored: bytesStored, seconds: seconds)
+            digest: manifest.digest, outcome: committed.outcome, bytesIn: header.fileLength, chunkCount: delivered,
+            newChunks: newChunks, dedupHits: dedupHits, bytesStored: bytesStored, seconds: seconds,
+            droppedMetrics: committed.droppedMetrics)
     }
 
     /// After a failed put: deletes the blobs it wrote that no chunk row refers to, but only when

@@ -44,7 +44,8 @@ enum PutCommand {
                 Console.err(
                     "\(run)@\(step): \(what); \(Console.bytes(report.bytesIn)) in, \(Console.bytes(report.bytesStored)) stored, "
                         + "\(report.newChunks) new chunks, \(report.dedupHits) dedup hits, "
-                        + "\(Console.format(report.seconds, decimals: 2)) s, \(Console.format1(mbps)) MB/s")
+                        + "\(Console.format(report.seconds, decimals: 2)) s, \(Console.format1(mbps)) MB/s"
+                        + (report.droppedMetrics > 0 ? "; dropped \(report.droppedMetrics) metric(s) measured on the old content" : ""))
             }
             return 0
         })

@@ -32,4 +32,7 @@ func printCollection(_ report: CollectionReport) {
         "\(verb) \(report.removedSnapshots.count) snapshot(s), \(report.removedDerived.count) derived, "
             + "\(report.removedBlobs) blob file(s); \(report.dryRun ? "would free" : "freed") \(Console.bytes(report.freedBytes)) (\(report.freedBytes) bytes)"
     )
+    if report.droppedMetrics > 0 {
+        Console.out("\(report.dryRun ? "would drop" : "dropped") \(report.droppedMetrics) metric(s) measured on the removed content")
+    }
 }
