@@ -199,8 +199,16 @@ extension Store {
 }
 
 extension Store {
-    /// The derived snapshot already cached for a plan, if any.
+    /// The derived snapshot already cached for a plan, if any, and only if it passes the check
+    /// against the query that `materialize` makes (recipe, inputs, header): an entry that
+    /// `materialize` would drop is not reported as cached.
     public func cachedResult(for plan: QueryPlan) throws(CKStoreError) -> SHA256Digest? {
-        try derivedSnapshot(key: plan.cacheKey)
+        guard try derivedSnapshot(key: plan.cacheKey) != nil else { return nil }
+        do throws(CKStoreError) {
+            guard case .success(let entry) = try consistentLayout(plan, lookUpCache: true).cached else { return nil }
+            return entry.digest
+        } catch where error.code == .badInput {
+            return nil
+        }
     }
 }

@@ -31,11 +31,11 @@ extension Store {
     func currentManifest(of ref: ResolvedRef) throws(CKStoreError) -> (ResolvedRef, Manifest) {
         try readView { () throws(CKStoreError) -> (ResolvedRef, Manifest) in
             do throws(CKStoreError) {
-                return (ref, try manifest(of: ref))
+                return (ref, try storedManifest(of: ref))
             } catch where error.code == .notFound {
                 guard let snapshot = ref.snapshot else { throw error }
                 let again = try resolve(.step(run: snapshot.run, step: snapshot.step))
-                return (again, try manifest(of: again))
+                return (again, try storedManifest(of: again))
             }
         }
     }
@@ -44,7 +44,7 @@ extension Store {
     public func resolveManifest(_ ref: SnapshotRef) throws(CKStoreError) -> (ResolvedRef, Manifest) {
         try readView { () throws(CKStoreError) -> (ResolvedRef, Manifest) in
             let resolved = try resolve(ref)
-            return (resolved, try manifest(of: resolved))
+            return (resolved, try storedManifest(of: resolved))
         }
     }
 }
