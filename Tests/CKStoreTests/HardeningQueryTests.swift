@@ -7,11 +7,11 @@
 import Foundation
 import Testing
 
+@testable import CKStore
+
 #if canImport(Glibc)
     import Glibc
 #endif
-
-@testable import CKStore
 
 /// Float32 bytes of `values`.
 private func f32(_ values: [Float]) -> [UInt8] {

@@ -22,7 +22,8 @@ extension Store {
                 expectedInputs: row.inputs)
             {
                 report.problems.append(
-                    IntegrityProblem(subject: subject, detail: "result sha256:\(digest.hex.prefix(12))… does not match its query: \(reason)"))
+                    IntegrityProblem(
+                        subject: subject, detail: "result sha256:\(digest.hex.prefix(12))… does not match its query: \(reason)"))
             }
         }
     }

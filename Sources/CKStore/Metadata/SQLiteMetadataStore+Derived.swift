@@ -44,10 +44,12 @@ extension SQLiteMetadataStore {
 
     /// Every derived row: id, key, recorded recipe and inputs, and the result's digest.
     func derivedRows() throws -> [(id: Int, key: SHA256Digest?, recipe: String, inputs: String, digest: SHA256Digest?)] {
-        try db.statement("SELECT d.id, d.key, d.recipe, d.inputs, m.digest FROM derived d LEFT JOIN manifests m ON m.id = d.manifest_id ORDER BY d.id")
-            .rows { row in
-                (row.int(0), SHA256Digest(bytes: row.blob(1)), row.text(2), row.text(3), SHA256Digest(bytes: row.blob(4)))
-            }
+        try db.statement(
+            "SELECT d.id, d.key, d.recipe, d.inputs, m.digest FROM derived d LEFT JOIN manifests m ON m.id = d.manifest_id ORDER BY d.id"
+        )
+        .rows { row in
+            (row.int(0), SHA256Digest(bytes: row.blob(1)), row.text(2), row.text(3), SHA256Digest(bytes: row.blob(4)))
+        }
     }
 
     /// Records a derived snapshot (its manifest and the derived row) in one transaction.

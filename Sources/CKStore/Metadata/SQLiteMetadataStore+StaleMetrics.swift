@@ -18,7 +18,8 @@ extension SQLiteMetadataStore {
     /// changes the content. Returns the number of rows deleted.
     func dropMetrics(measuredOn runID: Int, step: Int, includingStep: Bool) throws -> Int {
         var doomed: [(Int, String)] = []
-        try db.statement("SELECT DISTINCT step, variant FROM metrics WHERE run_id = ? AND step >= ?").forEachRow([.int(runID), .int(step)]) {
+        try db.statement("SELECT DISTINCT step, variant FROM metrics WHERE run_id = ? AND step >= ?").forEachRow([.int(runID), .int(step)])
+        {
             row in
             let t = row.int(0)
             let variant = row.text(1)

@@ -58,7 +58,7 @@ public final class LazyCheckpoint {
                     (r) throws(CKStoreError) in
                     result.append(contentsOf: r.output.bytes)
                 }
-            } catch where error.code == .integrity {
+            } catch  where error.code == .integrity {
                 // A missing blob is damage only while its snapshot still exists.
                 if let gone = try removedInput() {
                     throw CKStoreError(

@@ -82,7 +82,8 @@ extension Store {
             let byStep = Dictionary(snapshots.map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
             guard k <= snapshots.count else {
                 throw CKStoreError(
-                    .notFound, "lawa k=\(k),stride=\(stride) at \(run)@\(at): needs \(k) inputs but the run has \(snapshots.count) snapshots")
+                    .notFound,
+                    "lawa k=\(k),stride=\(stride) at \(run)@\(at): needs \(k) inputs but the run has \(snapshots.count) snapshots")
             }
             let wanted = (0..<k).map { at - (k - 1 - $0) * stride }
             let missing = wanted.filter { byStep[$0] == nil }

@@ -68,7 +68,8 @@ extension Store {
                 try dropCached(plan, digest: rejection.digest)
                 repair = rejection.damaged
                 notes.append(
-                    "dropped the cached result sha256:\(rejection.digest.hex.prefix(12))… for \(plan.recipe): \(rejection.reason); recomputing")
+                    "dropped the cached result sha256:\(rejection.digest.hex.prefix(12))… for \(plan.recipe): \(rejection.reason); recomputing"
+                )
                 view.cached = nil
             }
             let header = layout.outputHeader(plan: plan)
@@ -118,7 +119,7 @@ extension Store {
             let layout: AverageLayout
             do throws(CKStoreError) {
                 layout = try AverageLayout(plan: plan, store: self)
-            } catch where error.code == .notFound {
+            } catch  where error.code == .notFound {
                 current = try self.plan(plan.query, run: plan.run)
                 layout = try AverageLayout(plan: current, store: self)
             }
@@ -207,7 +208,7 @@ extension Store {
         do throws(CKStoreError) {
             guard case .success(let entry) = try consistentLayout(plan, lookUpCache: true).cached else { return nil }
             return entry.digest
-        } catch where error.code == .badInput {
+        } catch  where error.code == .badInput {
             return nil
         }
     }

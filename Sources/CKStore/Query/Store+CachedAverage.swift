@@ -31,7 +31,7 @@ extension Store {
         let manifest: Manifest
         do throws(CKStoreError) {
             manifest = try self.manifest(of: ResolvedRef(digest: row.digest, snapshot: nil))
-        } catch where error.code == .integrity {
+        } catch  where error.code == .integrity {
             return .failure(CacheRejection(digest: row.digest, reason: error.message, damaged: false))
         }
         if let reason = Store.cacheMismatch(
@@ -83,8 +83,7 @@ extension Store {
     /// file renamed only when complete; other targets (standard output, a pipe or device) are
     /// checked by a decoding pass before anything is written to them.
     /// - Returns: the bytes written.
-    func serveCached(_ entry: CachedEntry, label: String, to target: OutputTarget?) throws(CKStoreError) -> Result<Int, CacheRejection>
-    {
+    func serveCached(_ entry: CachedEntry, label: String, to target: OutputTarget?) throws(CKStoreError) -> Result<Int, CacheRejection> {
         guard let target else { return .success(0) }
         var streaming = false
         do throws(CKStoreError) {
@@ -103,7 +102,7 @@ extension Store {
             }
             try output.commit()
             return .success(output.bytesWritten)
-        } catch where error.code == .integrity && !streaming {
+        } catch  where error.code == .integrity && !streaming {
             return .failure(CacheRejection(digest: entry.digest, reason: error.message, damaged: true))
         }
     }

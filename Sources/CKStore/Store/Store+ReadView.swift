@@ -32,7 +32,7 @@ extension Store {
         try readView { () throws(CKStoreError) -> (ResolvedRef, Manifest) in
             do throws(CKStoreError) {
                 return (ref, try storedManifest(of: ref))
-            } catch where error.code == .notFound {
+            } catch  where error.code == .notFound {
                 guard let snapshot = ref.snapshot else { throw error }
                 let again = try resolve(.step(run: snapshot.run, step: snapshot.step))
                 return (again, try storedManifest(of: again))

@@ -17,7 +17,10 @@ enum GetCommand {
             in ascending step order, one rounding to each tensor's dtype; integer and bool
             tensors are copied from the newest input) and writes a safetensors file with the
             newest input's layout and __metadata__ plus ckstore.recipe and ckstore.inputs. The
-            result is cached as a derived snapshot: asking again returns it without recomputing.
+            result is cached as a derived snapshot: asking again returns it without recomputing,
+            once it is checked against the query (recipe, input digests, header); a cached result
+            that fails the check or whose blobs are damaged is dropped and recomputed (a warning
+            on stderr says why). --weights must be finite, ≥ 0, not all zero, with a finite sum.
 
             Every chunk read is checked (header bounds, XXH64 checksum of the stored bytes, decoded
             length; with --verify or verify_reads "sha256" also the SHA-256 of the decoded bytes

@@ -18,7 +18,8 @@ enum PutCommand {
               --run RUN              run name (no '@', ',', spaces or control characters)
               --step N               training step (non-negative integer)
               --metric NAME=VALUE    record a metric for this step (repeatable)
-              --force                replace different content at RUN@STEP
+              --force                replace different content at RUN@STEP (drops the metrics
+                                     measured on the old content, and says how many)
               --quiet                no summary on stderr
             """,
         run: { (args, globals) throws(CKStoreError) in
