@@ -303,3 +303,25 @@ def test_metrics_are_dropped_when_their_content_is_replaced_or_removed(ckstore_b
     assert metrics_at(ck, "r")[(10, "raw", "val_loss")] == 3.0
     ck.run("put", "--run", "r", "--step", "10", "--force", "--metric", "val_loss=4.0", str(other))
     assert metrics_at(ck, "r")[(10, "raw", "val_loss")] == 4.0
+
+
+def test_repaired_cache_blob_written_with_other_settings_keeps_its_row_consistent(ckstore_bin, tmp_path):
+    """A damaged cached blob is rewritten with the store's current settings; when those give
+    another file size, the surviving chunk row is corrected, so the repair holds."""
+    store = str(tmp_path / "store")
+    ck = CK(ckstore_bin, store)
+    ck.init()
+    setup_run(ck, tmp_path)
+    expected = get_bytes(ck, *LAWA, "--at", "20", "--no-cache")
+    get_bytes(ck, *LAWA, "--at", "20")  # cached with derived_compression "none"
+    blob = derived_blobs(store, "lawa run=r k=2 stride=10 at=20")[0]
+    before = blob_file(store, blob).stat().st_size
+    config = Path(store) / "config.json"
+    config.write_text(config.read_text().replace('"derived_compression": "none"', '"derived_compression": "lz4"'))
+    blob_file(store, blob).unlink()
+    r = ck.run("get", *LAWA, "--at", "20", "-o", "-")
+    assert r.stdout == expected and "dropped the cached result" in r.stderr, r.stderr
+    assert blob_file(store, blob).stat().st_size != before, "the scenario needs a different stored size"
+    again = ck.run("get", *LAWA, "--at", "20", "-o", "-")
+    assert again.stdout == expected and "from the cache" in again.stderr and "dropped" not in again.stderr, again.stderr
+    ck.fsck(full=True)

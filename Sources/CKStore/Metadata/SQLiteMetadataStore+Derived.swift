@@ -57,6 +57,12 @@ extension SQLiteMetadataStore {
     func commitDerived(manifest: Manifest, plan: QueryPlan) throws {
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, Void) in
             let manifestID = try insertManifestIfNew(manifest, now: nowMilliseconds())
+            // A blob rewritten while repairing a damaged cached result may differ in size from
+            // the chunk row that outlived it: the row must describe the file now in place.
+            let fixSize = try db.statement("UPDATE chunks SET stored_size = ? WHERE hash = ? AND stored_size <> ?")
+            for chunk in manifest.tensors.flatMap(\.chunks) {
+                try fixSize.run([.int(chunk.storedSize), .blob(chunk.hash.bytes), .int(chunk.storedSize)])
+            }
             var runValue = SQLValue.null
             if let run = plan.run, let id = try runID(run) { runValue = .int(id) }
             try db.statement(

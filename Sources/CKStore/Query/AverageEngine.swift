@@ -133,6 +133,8 @@ final class AverageWorker {
             let check = ByteBuffer(capacity: raw.count)
             return (try? codec.decode(existing, into: check, expected: hash)) == raw.count
         }
-        return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: rowSize ?? size), isNew)
+        // `size` is the blob file's size (new, rewritten or kept); commitDerived makes an
+        // existing chunk row agree with it.
+        return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: size), isNew)
     }
 }
