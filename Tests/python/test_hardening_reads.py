@@ -127,6 +127,7 @@ def test_readers_racing_put_force_never_see_a_false_not_found(ckstore_bin, tmp_p
         t.start()
     for t in threads:
         t.join(timeout=duration + 120)
+    print(f"put --force race, {duration:.0f} s: {counts}, {len(failures)} failures")
     not_found = [f for f in failures if "does not exist" in f or "exited 1" in f]
     assert not failures, f"{len(failures)} failures ({len(not_found)} not-found) in {counts}:\n" + "\n".join(failures[:5])
     assert counts["put"] >= 5 and min(counts["plain"], counts["lawa"], counts["lawa-nocache"]) >= 5, counts
