@@ -46,7 +46,7 @@ extension Store {
         return try withLock(exclusive: false) { () throws(CKStoreError) -> AverageReport in
             var notes: [String] = []
             var repair = false
-            var view = try consistentLayout(requestedPlan, lookUpCache: useCache)
+            let view = try consistentLayout(requestedPlan, lookUpCache: useCache)
             let plan = view.plan
             let layout = view.layout
             func report(fromCache: Bool, digest: SHA256Digest?, bytes: Int) -> AverageReport {
@@ -57,7 +57,7 @@ extension Store {
             var rejection: CacheRejection?
             switch view.cached {
             case .success(let entry):
-                switch try serveCached(entry, label: "the cached result for \(plan.recipe)", to: target) {
+                switch try serveCached(entry, label: "cached result", to: target) {
                 case .success(let bytes): return report(fromCache: true, digest: entry.digest, bytes: bytes)
                 case .failure(let r): rejection = r
                 }
@@ -70,7 +70,6 @@ extension Store {
                 notes.append(
                     "dropped the cached result sha256:\(rejection.digest.hex.prefix(12))… for \(plan.recipe): \(rejection.reason); recomputing"
                 )
-                view.cached = nil
             }
             let header = layout.outputHeader(plan: plan)
             let output = try target.map { (t) throws(CKStoreError) in try OutputWriter(t) }
