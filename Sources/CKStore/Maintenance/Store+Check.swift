@@ -47,6 +47,7 @@ extension Store {
             }
             try checkManifests(&report)
             try checkChunks(&report, full: full)
+            try checkDerivedRows(&report)
         }
         return report
     }

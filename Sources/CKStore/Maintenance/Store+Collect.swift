@@ -10,6 +10,9 @@ public struct CollectionReport: Sendable {
     public var freedBytes = 0
     /// True when nothing was changed.
     public var dryRun = false
+    /// Metric values dropped with the removed snapshots (`rm` only: they were measured on the
+    /// removed content, or on averages that used it).
+    public var droppedMetrics = 0
 }
 
 /// Which snapshots `gc` keeps. When no policy is set, gc removes no snapshot (only garbage).
@@ -65,7 +68,7 @@ extension Store {
             }
             targets.append((snap.run, snap.step))
         }
-        return try collect(dryRun: dryRun, keepDerived: true) { () throws -> [(String, Int)] in targets }
+        return try collect(dryRun: dryRun, keepDerived: true, dropsMetrics: true) { () throws -> [(String, Int)] in targets }
     }
 
     /// Applies a retention policy (to one run or all), drops derived snapshots unless kept, and
@@ -89,7 +92,7 @@ extension Store {
     /// longer named, and chunk rows no longer used; after the commit, blob files without a
     /// chunk row are unlinked. A crash in between leaves only orphan files (collected next time).
     private func collect(
-        dryRun: Bool, keepDerived: Bool, choose: () throws -> [(String, Int)]
+        dryRun: Bool, keepDerived: Bool, dropsMetrics: Bool = false, choose: () throws -> [(String, Int)]
     ) throws(CKStoreError) -> CollectionReport {
         try withLock(exclusive: true) { () throws(CKStoreError) -> CollectionReport in
             var report = CollectionReport()
@@ -98,6 +101,9 @@ extension Store {
             let live: Set<SHA256Digest> = try wrapping("collect garbage") {
                 try db.inTransaction { () throws -> (Connection.TransactionCompletion, Set<SHA256Digest>) in
                     for (run, step) in try choose() {
+                        if dropsMetrics, let runID = try metadata.runID(run) {
+                            report.droppedMetrics += try metadata.dropMetrics(measuredOn: runID, step: step, includingStep: true)
+                        }
                         try db.statement("DELETE FROM snapshots WHERE step = ? AND run_id = (SELECT id FROM runs WHERE name = ?)")
                             .run([.int(step), .text(run)])
                         report.removedSnapshots.append("\(run)@\(step)")

@@ -12,9 +12,12 @@ protocol MetadataStore: AnyObject {
     /// True when a chunk row (and so, by the store's invariant, a durable blob) exists.
     func hasChunk(_ hash: SHA256Digest) throws -> Bool
 
-    /// Records `manifest` under `run`@`step` in one transaction.
+    /// Records `manifest` under `run`@`step` in one transaction, dropping the metrics measured on
+    /// content it replaces (returned: how many).
     /// - Throws: `CKStoreError.conflict` when the step names other content and `force` is false.
-    func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> CommitOutcome
+    func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
+        outcome: CommitOutcome, droppedMetrics: Int
+    )
 
     /// All runs, by name.
     func runs() throws -> [RunSummary]

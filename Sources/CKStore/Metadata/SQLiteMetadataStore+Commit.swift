@@ -2,8 +2,11 @@ extension SQLiteMetadataStore {
     /// Records `manifest` under RUN@STEP in one transaction: the run (if new), the manifest,
     /// its tensors and chunk rows (if the content is new), the snapshot row, and the metrics.
     /// A manifest left without any snapshot by `force` is deleted with its tensor rows; its
-    /// chunks stay until `gc`.
-    func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> CommitOutcome {
+    /// chunks stay until `gc`. Metrics measured on replaced content (and on averages that used
+    /// it) are dropped before the new ones are recorded (`dropMetrics`); the count is returned.
+    func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
+        outcome: CommitOutcome, droppedMetrics: Int
+    ) {
         try db.inTransaction {
             let now = nowMilliseconds()
             var runID = try runID(run)
@@ -16,7 +19,7 @@ extension SQLiteMetadataStore {
             ).firstRow([.int(runID!), .int(step)]) { ($0.int(0), $0.int(1), SHA256Digest(bytes: $0.blob(2))!) }
             if let existing, existing.2 == manifest.digest {
                 if !metrics.isEmpty { try insertMetrics(runID: runID!, step: step, variant: "raw", values: metrics) }
-                return (.commit, .unchanged)
+                return (.commit, (.unchanged, 0))
             }
             if let existing, !force {
                 throw CKStoreError(
@@ -25,6 +28,7 @@ extension SQLiteMetadataStore {
             }
             let manifestID = try insertManifestIfNew(manifest, now: now)
             let outcome: CommitOutcome
+            let dropped = try dropMetrics(measuredOn: runID!, step: step, includingStep: existing != nil)
             if let existing {
                 try db.statement("UPDATE snapshots SET manifest_id = ?, created_at = ? WHERE id = ?")
                     .run([.int(manifestID), .integer(now), .int(existing.0)])
@@ -36,7 +40,7 @@ extension SQLiteMetadataStore {
                 outcome = .created
             }
             if !metrics.isEmpty { try insertMetrics(runID: runID!, step: step, variant: "raw", values: metrics) }
-            return (.commit, outcome)
+            return (.commit, (outcome, dropped))
         }
     }
 

@@ -21,11 +21,48 @@ extension SQLiteMetadataStore {
             .firstRow([.blob(key.bytes)]) { SHA256Digest(bytes: $0.blob(0))! }
     }
 
+    /// The derived row stored under `key` (its recorded recipe and inputs, and the result's
+    /// digest), or nil.
+    func derivedEntry(key: SHA256Digest) throws -> (digest: SHA256Digest, recipe: String, inputs: String)? {
+        try db.statement("SELECT m.digest, d.recipe, d.inputs FROM derived d JOIN manifests m ON m.id = d.manifest_id WHERE d.key = ?")
+            .firstRow([.blob(key.bytes)]) { (SHA256Digest(bytes: $0.blob(0))!, $0.text(1), $0.text(2)) }
+    }
+
+    /// Deletes the derived row stored under `key` if it still names `digest` (another process
+    /// may have replaced it meanwhile), and the manifest when nothing else names it. Its chunk
+    /// rows and blobs stay until gc. Returns true when a row was deleted.
+    @discardableResult
+    func dropDerived(key: SHA256Digest, digest: SHA256Digest) throws -> Bool {
+        try db.inTransaction { () throws -> (Connection.TransactionCompletion, Bool) in
+            guard let manifestID = try manifestID(digest) else { return (.commit, false) }
+            try db.statement("DELETE FROM derived WHERE key = ? AND manifest_id = ?").run([.blob(key.bytes), .int(manifestID)])
+            let deleted = db.changes > 0
+            try deleteManifestIfUnreferenced(manifestID)
+            return (.commit, deleted)
+        }
+    }
+
+    /// Every derived row: id, key, recorded recipe and inputs, and the result's digest.
+    func derivedRows() throws -> [(id: Int, key: SHA256Digest?, recipe: String, inputs: String, digest: SHA256Digest?)] {
+        try db.statement(
+            "SELECT d.id, d.key, d.recipe, d.inputs, m.digest FROM derived d LEFT JOIN manifests m ON m.id = d.manifest_id ORDER BY d.id"
+        )
+        .rows { row in
+            (row.int(0), SHA256Digest(bytes: row.blob(1)), row.text(2), row.text(3), SHA256Digest(bytes: row.blob(4)))
+        }
+    }
+
     /// Records a derived snapshot (its manifest and the derived row) in one transaction.
     /// Idempotent: a second commit for the same key keeps the first.
     func commitDerived(manifest: Manifest, plan: QueryPlan) throws {
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, Void) in
             let manifestID = try insertManifestIfNew(manifest, now: nowMilliseconds())
+            // A blob rewritten while repairing a damaged cached result may differ in size from
+            // the chunk row that outlived it: the row must describe the file now in place.
+            let fixSize = try db.statement("UPDATE chunks SET stored_size = ? WHERE hash = ? AND stored_size <> ?")
+            for chunk in manifest.tensors.flatMap(\.chunks) {
+                try fixSize.run([.int(chunk.storedSize), .blob(chunk.hash.bytes), .int(chunk.storedSize)])
+            }
             var runValue = SQLValue.null
             if let run = plan.run, let id = try runID(run) { runValue = .int(id) }
             try db.statement(

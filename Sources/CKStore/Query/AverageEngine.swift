@@ -25,6 +25,10 @@ struct AverageResult: Sendable {
 struct CacheTarget: Sendable {
     let blobs: LocalBlobStore
     let databasePath: String
+    /// Check (and rewrite when missing or damaged) the blob of every computed chunk even when a
+    /// chunk row exists: set when recomputing a cached result whose blobs were damaged, since
+    /// the chunk rows outlive the dropped result and would otherwise point at the same damage.
+    var rewritesExisting = false
 }
 
 /// A worker's state: a chunk reader, a decode scratch buffer, a Float64 accumulator, and
@@ -124,9 +128,13 @@ final class AverageWorker {
         }
         let encoded = try reader.codec.encode(raw, dtype: job.dtype, name: hash)
         let codec = reader.codec
+        // An existing file is kept only when it decodes to exactly these bytes (SHA-256
+        // checked); otherwise it is replaced.
         let (isNew, size) = try cache.blobs.put(hash, bytes: encoded.bytes) { existing in
             codec.isIntact(existing, name: hash, raw: raw)
         }
+        // `size` is the blob file's size (new, rewritten or kept); commitDerived makes an
+        // existing chunk row agree with it.
         return (ChunkRef(hash: hash, rawSize: raw.count, storedSize: size), isNew)
     }
 }

@@ -108,12 +108,10 @@ public enum AverageQuery: Sendable, Equatable {
         }
         var result: [Double] = []
         for (i, v) in values.enumerated() {
-            guard let v, v.isFinite, v >= 0 else {
-                throw CKStoreError(.usage, "--weights: value \(i + 1) must be a finite number ≥ 0")
-            }
+            guard let v else { throw CKStoreError(.usage, "--weights: value \(i + 1) is not a number") }
             result.append(v)
         }
-        guard result.reduce(0, +) > 0 else { throw CKStoreError(.usage, "--weights must not all be zero") }
+        try validateWeights(result, refCount: refs.count)
         return .mean(refs: refs, weights: result)
     }
 }

@@ -9,6 +9,15 @@
 /// let wte = try lazy.values(of: "wte.weight")   // [Double], rounded to the tensor's dtype
 /// ```
 /// Nothing is cached in the store; values are exact to the same bit as `ckstore get`.
+///
+/// Locking: the checkpoint holds no lock between calls (holding one for its lifetime would
+/// block every gc and rm for as long as an evaluator keeps the object). Its inputs are
+/// resolved and their manifests loaded in one consistent view when it is created, and each
+/// `bytes(of:)` / `values(of:)` call takes the shared store lock for the whole read, so a
+/// concurrent gc or rm (which take the lock exclusively) waits for the read to finish and can
+/// never delete an input blob in the middle of it. If an input was removed or replaced (and
+/// its blobs collected) between two calls, the next read fails with `.notFound` naming the
+/// input (open the checkpoint again), never with a misleading integrity error.
 public final class LazyCheckpoint {
     /// The query behind this checkpoint.
     public let plan: QueryPlan
@@ -17,8 +26,11 @@ public final class LazyCheckpoint {
 
     init(store: Store, plan: QueryPlan) throws(CKStoreError) {
         self.store = store
-        self.plan = plan
-        self.layout = try AverageLayout(plan: plan, store: store)
+        let view = try store.withLock(exclusive: false) { () throws(CKStoreError) -> Store.PlanView in
+            try store.consistentLayout(plan, lookUpCache: false)
+        }
+        self.plan = view.plan
+        self.layout = view.layout
     }
 
     /// The output tensors (name, dtype, shape, offsets) in data-section order.
@@ -38,12 +50,36 @@ public final class LazyCheckpoint {
         guard let index = layout.tensors.firstIndex(where: { $0.info.name == name }) else {
             throw CKStoreError(.notFound, "no tensor '\(name)' in \(plan.recipe)")
         }
-        var result: [UInt8] = []
-        result.reserveCapacity(layout.tensors[index].info.byteCount)
-        try store.computeAverage(plan: plan, layout: layout, tensorIndices: [index], cache: nil) { (r) throws(CKStoreError) in
-            result.append(contentsOf: r.output.bytes)
+        return try store.withLock(exclusive: false) { () throws(CKStoreError) -> [UInt8] in
+            var result: [UInt8] = []
+            result.reserveCapacity(layout.tensors[index].info.byteCount)
+            do throws(CKStoreError) {
+                try store.computeAverage(plan: plan, layout: layout, tensorIndices: [index], cache: nil) {
+                    (r) throws(CKStoreError) in
+                    result.append(contentsOf: r.output.bytes)
+                }
+            } catch  where error.code == .integrity {
+                // A missing blob is damage only while its snapshot still exists.
+                if let gone = try removedInput() {
+                    throw CKStoreError(
+                        .notFound,
+                        "\(gone.label) (sha256:\(gone.digest.hex.prefix(12))…), an input of \(plan.recipe), was removed or replaced "
+                            + "after this checkpoint was opened; open it again",
+                        cause: error)
+                }
+                throw error
+            }
+            return result
         }
-        return result
+    }
+
+    /// The first input whose content the store no longer holds (no manifest row), if any.
+    private func removedInput() throws(CKStoreError) -> PlanInput? {
+        for input in plan.inputs {
+            let digest = input.digest
+            if try wrapping("look up \(input.label)", { try store.metadata.manifestID(digest) }) == nil { return input }
+        }
+        return nil
     }
 
     /// One float tensor's result values, decoded to Double (exactly: every value of the

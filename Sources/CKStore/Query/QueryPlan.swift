@@ -51,6 +51,13 @@ extension Store {
     /// - Throws: `.usage` when the run is needed but ambiguous; `.notFound` when inputs are
     ///   missing (listing them and the nearest stored steps) or the selection is empty.
     public func plan(_ query: AverageQuery, run: String?) throws(CKStoreError) -> QueryPlan {
+        try query.validate()
+        // One read transaction: the runs, snapshots and digests come from one consistent view
+        // (a concurrent `put --force` cannot give a mix of before and after).
+        return try readView { () throws(CKStoreError) -> QueryPlan in try planInView(query, run: run) }
+    }
+
+    private func planInView(_ query: AverageQuery, run: String?) throws(CKStoreError) -> QueryPlan {
         switch query {
         case .mean(let refs, let weights):
             var inputs: [PlanInput] = []
@@ -73,6 +80,11 @@ extension Store {
             let run = try runForQuery(run)
             let snapshots = try snapshots(run: run)
             let byStep = Dictionary(snapshots.map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+            guard k <= snapshots.count else {
+                throw CKStoreError(
+                    .notFound,
+                    "lawa k=\(k),stride=\(stride) at \(run)@\(at): needs \(k) inputs but the run has \(snapshots.count) snapshots")
+            }
             let wanted = (0..<k).map { at - (k - 1 - $0) * stride }
             let missing = wanted.filter { byStep[$0] == nil }
             if !missing.isEmpty {

@@ -12,6 +12,9 @@ public struct AverageReport: Sendable {
     public let bytesOut: Int
     /// Wall time in seconds.
     public let seconds: Double
+    /// What happened to a cached result that could not be served (dropped and recomputed, and
+    /// why), for a warning on stderr; empty normally.
+    public var cacheNotes: [String] = []
 }
 
 extension Store {
@@ -23,40 +26,57 @@ extension Store {
     /// streams out before all inputs are read and memory stays bounded by the chunk size times
     /// the number of inputs in flight, whatever the model size.
     ///
+    /// Everything runs under the shared store lock, and the inputs' manifests (and the cache
+    /// lookup) are loaded in one read transaction: when an input step was replaced by a
+    /// concurrent `put --force` after `plan` resolved it, the query is planned again in that
+    /// view (the report carries the plan actually used), so a reader never sees a false "does
+    /// not exist" nor a mix of old and new inputs.
+    ///
     /// With `useCache`, a stored derived snapshot for the same recipe and input digests is
-    /// returned without recomputing; on a miss the result is stored as one (its blobs durable
-    /// before its rows are committed).
-    public func materialize(_ plan: QueryPlan, to target: OutputTarget?, useCache requested: Bool = true) throws(CKStoreError)
-        -> AverageReport
+    /// returned without recomputing, once checked against the query (recipe and inputs in its
+    /// row and its `__metadata__`, its exact header). An entry that fails the check, or whose
+    /// blobs are missing or damaged, is dropped and the result recomputed (rewriting the
+    /// damaged blobs); `AverageReport.cacheNotes` says why. On a miss the result is stored as a
+    /// derived snapshot (its blobs durable before its rows are committed).
+    public func materialize(_ requestedPlan: QueryPlan, to target: OutputTarget?, useCache requested: Bool = true)
+        throws(CKStoreError) -> AverageReport
     {
         let start = nowMilliseconds()
         let useCache = requested && !isReadOnly
-        func report(fromCache: Bool, digest: SHA256Digest?, copied: [String], bytes: Int) -> AverageReport {
-            AverageReport(
-                plan: plan, fromCache: fromCache, derivedDigest: digest, copiedTensors: copied, bytesOut: bytes,
-                seconds: Double(nowMilliseconds() - start) / 1000)
-        }
-        if useCache, let cached = try derivedSnapshot(key: plan.cacheKey) {
-            do throws(CKStoreError) {
-                let layoutCopied = try AverageLayout(plan: plan, store: self).copiedTensors
-                var bytes = 0
-                if let target {
-                    bytes = try restore(ResolvedRef(digest: cached, snapshot: nil), to: target).bytesOut
-                }
-                return report(fromCache: true, digest: cached, copied: layoutCopied, bytes: bytes)
-            } catch  where error.code == .notFound {
-                // The lookup runs before the store lock is taken: gc may have dropped the cached
-                // result since (restore fails before writing anything). Compute it instead; a
-                // missing input fails again below.
-            }
-        }
         return try withLock(exclusive: false) { () throws(CKStoreError) -> AverageReport in
-            let layout = try AverageLayout(plan: plan, store: self)
+            var notes: [String] = []
+            var repair = false
+            let view = try consistentLayout(requestedPlan, lookUpCache: useCache)
+            let plan = view.plan
+            let layout = view.layout
+            func report(fromCache: Bool, digest: SHA256Digest?, bytes: Int) -> AverageReport {
+                AverageReport(
+                    plan: plan, fromCache: fromCache, derivedDigest: digest, copiedTensors: layout.copiedTensors, bytesOut: bytes,
+                    seconds: Double(nowMilliseconds() - start) / 1000, cacheNotes: notes)
+            }
+            var rejection: CacheRejection?
+            switch view.cached {
+            case .success(let entry):
+                switch try serveCached(entry, label: "cached result", to: target) {
+                case .success(let bytes): return report(fromCache: true, digest: entry.digest, bytes: bytes)
+                case .failure(let r): rejection = r
+                }
+            case .failure(let r): rejection = r
+            case nil: break
+            }
+            if let rejection {
+                try dropCached(plan, digest: rejection.digest)
+                repair = rejection.damaged
+                notes.append(
+                    "dropped the cached result sha256:\(rejection.digest.hex.prefix(12))… for \(plan.recipe): \(rejection.reason); recomputing"
+                )
+            }
             let header = layout.outputHeader(plan: plan)
             let output = try target.map { (t) throws(CKStoreError) in try OutputWriter(t) }
             try output?.write(SafetensorsHeader.lengthPrefix(header.count))
             try output?.write(header)
-            let cache = useCache ? CacheTarget(blobs: blobs, databasePath: "\(path)/\(Store.databaseName)") : nil
+            let cache =
+                useCache ? CacheTarget(blobs: blobs, databasePath: "\(path)/\(Store.databaseName)", rewritesExisting: repair) : nil
             var chunkLists: [[ChunkRef]] = Array(repeating: [], count: layout.tensors.count)
             let positional = output?.positional.map { ($0, output!.bytesWritten) }
             try computeAverage(
@@ -80,7 +100,33 @@ extension Store {
                 digest = manifest.digest
             }
             try output?.commit()
-            return report(fromCache: false, digest: digest, copied: layout.copiedTensors, bytes: output?.bytesWritten ?? 0)
+            return report(fromCache: false, digest: digest, bytes: output?.bytesWritten ?? 0)
+        }
+    }
+
+    /// A plan with its inputs' manifests (and its cache entry) loaded from one consistent view.
+    struct PlanView {
+        let plan: QueryPlan
+        let layout: AverageLayout
+        var cached: Result<CachedEntry, CacheRejection>?
+    }
+
+    /// Loads the inputs of `plan` (and, with `lookUpCache`, its checked cache entry) in one read
+    /// transaction. When an input's manifest no longer exists (its step was replaced or removed
+    /// after the plan was made), the query is planned again inside the same transaction; a
+    /// `.notFound` then means the inputs really are gone.
+    func consistentLayout(_ plan: QueryPlan, lookUpCache: Bool) throws(CKStoreError) -> PlanView {
+        try readView { () throws(CKStoreError) -> PlanView in
+            var current = plan
+            let layout: AverageLayout
+            do throws(CKStoreError) {
+                layout = try AverageLayout(plan: plan, store: self)
+            } catch  where error.code == .notFound {
+                current = try self.plan(plan.query, run: plan.run)
+                layout = try AverageLayout(plan: current, store: self)
+            }
+            let cached = lookUpCache ? try cachedEntry(for: current, layout: layout) : nil
+            return PlanView(plan: current, layout: layout, cached: cached)
         }
     }
 
@@ -156,8 +202,16 @@ extension Store {
 }
 
 extension Store {
-    /// The derived snapshot already cached for a plan, if any.
+    /// The derived snapshot already cached for a plan, if any, and only if it passes the check
+    /// against the query that `materialize` makes (recipe, inputs, header): an entry that
+    /// `materialize` would drop is not reported as cached.
     public func cachedResult(for plan: QueryPlan) throws(CKStoreError) -> SHA256Digest? {
-        try derivedSnapshot(key: plan.cacheKey)
+        guard try derivedSnapshot(key: plan.cacheKey) != nil else { return nil }
+        do throws(CKStoreError) {
+            guard case .success(let entry) = try consistentLayout(plan, lookUpCache: true).cached else { return nil }
+            return entry.digest
+        } catch  where error.code == .badInput {
+            return nil
+        }
     }
 }

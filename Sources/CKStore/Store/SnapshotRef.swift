@@ -92,8 +92,15 @@ extension Store {
     }
 
     /// The manifest a resolved ref names, checked against its digest: rows that no longer
-    /// hash to the digest (a damaged database) are an integrity error, never used.
+    /// hash to the digest (a damaged database) are an integrity error, never used. When a
+    /// RUN@STEP ref's content was replaced since it was resolved, the manifest the step holds
+    /// now is returned (see `currentManifest(of:)`), never a false "does not exist".
     public func manifest(of ref: ResolvedRef) throws(CKStoreError) -> Manifest {
+        try currentManifest(of: ref).1
+    }
+
+    /// The manifest stored under the ref's digest, checked against it (no re-resolution).
+    func storedManifest(of ref: ResolvedRef) throws(CKStoreError) -> Manifest {
         let manifest = try wrapping("read \(ref.label)") { try metadata.manifest(ref.digest) }
         guard let manifest else { throw CKStoreError(.notFound, "\(ref.label) does not exist") }
         let recomputed = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: manifest.tensors)

@@ -70,12 +70,18 @@ extension Store {
     /// header bytes, then every tensor's chunks in data-section order. Chunks are read and
     /// decoded (and checked) in parallel, written in order.
     ///
+    /// The manifest is loaded under the shared store lock, in one read transaction; when a
+    /// RUN@STEP ref's content was replaced since it was resolved (a concurrent `put --force`),
+    /// the step is resolved again there, so a reader gets the old or the new content, whole,
+    /// and never a false "does not exist". The blobs are then read under the same lock, which
+    /// keeps gc and rm out until the file is written.
+    ///
     /// - Throws: `.integrity` when a blob is missing or damaged (naming the snapshot, tensor
     ///   and blob); for a file target nothing is left behind on failure.
-    public func restore(_ ref: ResolvedRef, to target: OutputTarget) throws(CKStoreError) -> GetReport {
+    public func restore(_ resolved: ResolvedRef, to target: OutputTarget) throws(CKStoreError) -> GetReport {
         let start = nowMilliseconds()
         return try withLock(exclusive: false) { () throws(CKStoreError) -> GetReport in
-            let manifest = try manifest(of: ref)
+            let (ref, manifest) = try currentManifest(of: resolved)
             let output = try OutputWriter(target)
             try output.write(SafetensorsHeader.lengthPrefix(manifest.headerBytes.count))
             try output.write(manifest.headerBytes)

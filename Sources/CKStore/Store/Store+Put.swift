@@ -23,6 +23,9 @@ public struct PutReport: Sendable {
     /// Chunks whose row existed but whose blob was missing or damaged, and which this put
     /// wrote again (counted in `newChunks`).
     public var repairedBlobs = 0
+    /// Metric values dropped because they were measured on the content this put replaced (or
+    /// on averages that used it).
+    public var droppedMetrics = 0
 }
 
 /// Where a snapshot is read from.
@@ -226,7 +229,7 @@ extension Store {
                 chunks: chunkLists[index].map { ChunkRef(hash: $0.0, rawSize: $0.1, storedSize: storedSizes[$0.0]!) })
         }
         let manifest = Manifest(headerBytes: header.headerBytes, dataLength: header.dataLength, tensors: tensors)
-        let outcome = try wrapping("put \(run)@\(step)") {
+        let committed = try wrapping("put \(run)@\(step)") {
             try blobs.syncNamespace()
             // A rewritten blob may differ in size from what its row recorded (another encoding,
             // or a version 1 blob): the row follows the durable file.
@@ -235,9 +238,9 @@ extension Store {
         }
         let seconds = Double(nowMilliseconds() - start) / 1000
         return PutReport(
-            digest: manifest.digest, outcome: outcome, bytesIn: header.fileLength, chunkCount: delivered,
+            digest: manifest.digest, outcome: committed.outcome, bytesIn: header.fileLength, chunkCount: delivered,
             newChunks: newChunks, dedupHits: dedupHits, bytesStored: bytesStored, seconds: seconds,
-            repairedBlobs: repaired.count)
+            repairedBlobs: repaired.count, droppedMetrics: committed.droppedMetrics)
     }
 
     /// After a failed put: deletes the blobs it wrote that no chunk row refers to, but only when

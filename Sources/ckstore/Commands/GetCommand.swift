@@ -17,7 +17,10 @@ enum GetCommand {
             in ascending step order, one rounding to each tensor's dtype; integer and bool
             tensors are copied from the newest input) and writes a safetensors file with the
             newest input's layout and __metadata__ plus ckstore.recipe and ckstore.inputs. The
-            result is cached as a derived snapshot: asking again returns it without recomputing.
+            result is cached as a derived snapshot: asking again returns it without recomputing,
+            once it is checked against the query (recipe, input digests, header); a cached result
+            that fails the check or whose blobs are damaged is dropped and recomputed (a warning
+            on stderr says why). --weights must be finite, ≥ 0, not all zero, with a finite sum.
 
             Every chunk read is checked (header bounds and checksum, the chunk address the header
             records against the blob's name, XXH64 checksum of the stored bytes, decoded length;
@@ -44,8 +47,9 @@ enum GetCommand {
                 _ = try args.positionals(max: 0, names: "")
                 let store = try Store(path: globals.storePath)
                 store.forceSHA256Verification = verify
-                let plan = try store.plan(query, run: run)
-                let report = try store.materialize(plan, to: target, useCache: !noCache)
+                let report = try store.materialize(try store.plan(query, run: run), to: target, useCache: !noCache)
+                let plan = report.plan
+                for note in report.cacheNotes { Console.err("ckstore: warning: \(note)") }
                 if !quiet {
                     let source = report.fromCache ? "from the cache" : "computed from \(plan.inputs.count) inputs"
                     var line =

@@ -18,7 +18,8 @@ enum PutCommand {
               --run RUN              run name (no '@', ',', spaces or control characters)
               --step N               training step (non-negative integer)
               --metric NAME=VALUE    record a metric for this step (repeatable)
-              --force                replace different content at RUN@STEP
+              --force                replace different content at RUN@STEP (drops the metrics
+                                     measured on the old content, and says how many)
               --quiet                no summary on stderr
             """,
         run: { (args, globals) throws(CKStoreError) in
@@ -45,7 +46,8 @@ enum PutCommand {
                     "\(run)@\(step): \(what); \(Console.bytes(report.bytesIn)) in, \(Console.bytes(report.bytesStored)) stored, "
                         + "\(report.newChunks) new chunks, \(report.dedupHits) dedup hits, "
                         + (report.repairedBlobs > 0 ? "\(report.repairedBlobs) missing or damaged blob(s) rewritten, " : "")
-                        + "\(Console.format(report.seconds, decimals: 2)) s, \(Console.format1(mbps)) MB/s")
+                        + "\(Console.format(report.seconds, decimals: 2)) s, \(Console.format1(mbps)) MB/s"
+                        + (report.droppedMetrics > 0 ? "; dropped \(report.droppedMetrics) metric(s) measured on the old content" : ""))
             }
             return 0
         })

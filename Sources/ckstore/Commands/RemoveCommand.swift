@@ -9,7 +9,9 @@ enum RemoveCommand {
 
             Removes the named snapshots (RUN@STEP or RUN@latest) in one transaction, then deletes
             the blob files nothing refers to any more. Derived snapshots are kept (gc may drop
-            them). With --dry-run, prints what would go and the bytes freed, changing nothing.
+            them). The metrics recorded at a removed step (and those of LAWA/SWA/EMA variants
+            whose inputs include it) are dropped: they describe content that is gone. With
+            --dry-run, prints what would go and the bytes freed, changing nothing.
             """,
         run: { (args, globals) throws(CKStoreError) in
             let dryRun = args.flag("--dry-run")
@@ -32,4 +34,7 @@ func printCollection(_ report: CollectionReport) {
         "\(verb) \(report.removedSnapshots.count) snapshot(s), \(report.removedDerived.count) derived, "
             + "\(report.removedBlobs) blob file(s); \(report.dryRun ? "would free" : "freed") \(Console.bytes(report.freedBytes)) (\(report.freedBytes) bytes)"
     )
+    if report.droppedMetrics > 0 {
+        Console.out("\(report.dryRun ? "would drop" : "dropped") \(report.droppedMetrics) metric(s) measured on the removed content")
+    }
 }

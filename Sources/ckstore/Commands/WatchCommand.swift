@@ -92,7 +92,8 @@ enum WatchCommand {
                     do {
                         if isLAWA {
                             let plan = try store.plan(.lawa(k: params.k, stride: params.stride, at: s), run: run)
-                            _ = try store.materialize(plan, to: .file(path))
+                            let report = try store.materialize(plan, to: .file(path))
+                            for note in report.cacheNotes { Console.err("ckstore: warning: watch: \(note)") }
                             doneLAWA.insert(s)
                         } else {
                             _ = try store.restore(try store.resolve(.step(run: run, step: s)), to: .file(path))
