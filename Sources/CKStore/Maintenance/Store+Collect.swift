@@ -44,7 +44,7 @@ extension Store {
 
     /// Applies a retention policy (to one run or all), drops derived snapshots unless kept, and
     /// deletes every blob file nothing refers to — including orphans of interrupted puts, unless
-    /// that would delete every blob file in `objects/` (see `OrphanPolicy`).
+    /// no blob file in `objects/` has a chunk row at all (see `OrphanPolicy`).
     public func collectGarbage(
         run: String?, policy: RetentionPolicy, dryRun: Bool = false, allOrphans: Bool = false
     ) throws(CKStoreError) -> CollectionReport {
@@ -77,7 +77,8 @@ extension Store {
     enum OrphanPolicy {
         /// Leave them (rm: it deletes only what its own row deletions justify).
         case keep
-        /// Delete them, unless no blob file at all would be left (gc).
+        /// Delete them, unless no blob file in `objects/` has a chunk row: then the database
+        /// justifies none of the deletions, and gc refuses (`.conflict`, exit 1) (gc).
         case deleteJustified
         /// Delete them all (gc --all-orphans).
         case deleteAll
@@ -132,7 +133,9 @@ extension Store {
                         }
                     }
                     if orphans == .keep { return (dryRun ? .rollback : .commit, (doomed, [])) }
-                    if orphans == .deleteJustified && survivors == 0 && !orphanFiles.isEmpty {
+                    // Refuse when the database names none of the blob files here: an emptied,
+                    // deleted or replaced database looks exactly like that.
+                    if orphans == .deleteJustified && survivors == 0 && doomed.isEmpty && !orphanFiles.isEmpty {
                         let bytes = orphanFiles.reduce(0) { $0 + $1.size }
                         let snapshots = try db.statement("SELECT count(*) FROM snapshots").rows { $0.int(0) }.first ?? 0
                         let why =
