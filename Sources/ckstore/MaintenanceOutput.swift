@@ -51,7 +51,9 @@ func printCollection(_ report: CollectionReport, lawa: (k: Int, stride: Int)? = 
 func printCollectionWarnings(_ report: CollectionReport) {
     for w in report.warnings { Console.err("ckstore: warning: \(w)") }
     for f in report.foreignEntries.prefix(5) { Console.err("ckstore: note: left alone (not ckstore's): \(f)") }
-    if report.foreignEntries.count > 5 { Console.err("ckstore: note: … and \(report.foreignEntries.count - 5) more foreign entries in objects/") }
+    if report.foreignEntries.count > 5 {
+        Console.err("ckstore: note: … and \(report.foreignEntries.count - 5) more foreign entries in objects/")
+    }
 }
 
 /// The `--json` object of rm and gc (keys documented in README.md).

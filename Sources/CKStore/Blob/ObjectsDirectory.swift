@@ -94,7 +94,8 @@ enum ObjectNames {
             parts[1].hasPrefix("tmp-")
         else { return false }
         let numbers = parts[1].dropFirst(4).split(separator: "-", omittingEmptySubsequences: false)
-        return numbers.count == 3 && numbers.allSatisfy { !$0.isEmpty && $0.utf8.count <= 40 && $0.utf8.allSatisfy { $0 >= 48 && $0 <= 57 } }
+        return numbers.count == 3
+            && numbers.allSatisfy { !$0.isEmpty && $0.utf8.count <= 40 && $0.utf8.allSatisfy { $0 >= 48 && $0 <= 57 } }
     }
 }
 
@@ -270,7 +271,8 @@ extension LocalBlobStore {
         let hex = id.hex
         let root = try DirectoryHandle(path: self.root)
         let folder = try DirectoryHandle(in: root, String(hex.prefix(2)))
-        let file = FileHandle(adopting: try SysAt.openFile(folder.fd, hex, path: "\(folder.path)/\(hex)").get(), path: "\(folder.path)/\(hex)")
+        let file = FileHandle(
+            adopting: try SysAt.openFile(folder.fd, hex, path: "\(folder.path)/\(hex)").get(), path: "\(folder.path)/\(hex)")
         let size = try file.size()
         let wanted = min(count, max(size, 0))
         let scratch = ByteBuffer(capacity: max(wanted, 1))

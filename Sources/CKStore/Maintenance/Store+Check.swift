@@ -117,7 +117,8 @@ extension Store {
         if case .success(let names) = Sys.listDirectory("\(path)/quarantine") { report.quarantinedFiles = names.count }
         if report.quarantinedFiles > 0 {
             report.notes.append(
-                "\(report.quarantinedFiles) file(s) in \(path)/quarantine, moved aside by fsck --repair (delete them when no longer needed)")
+                "\(report.quarantinedFiles) file(s) in \(path)/quarantine, moved aside by fsck --repair (delete them when no longer needed)"
+            )
         }
         return report
     }
@@ -276,7 +277,8 @@ extension Store {
         report.temporaryFiles = listing.temporary.count
         report.foreignEntries = listing.foreign.map(\.description)
         if report.orphanBlobs > 0 {
-            report.notes.append("\(report.orphanBlobs) orphan blob(s), \(report.orphanBytes) bytes, no chunk row refers to (gc removes them)")
+            report.notes.append(
+                "\(report.orphanBlobs) orphan blob(s), \(report.orphanBytes) bytes, no chunk row refers to (gc removes them)")
         }
         if report.temporaryFiles > 0 {
             report.notes.append("\(report.temporaryFiles) temporary file(s) from interrupted writes (gc and fsck --repair remove them)")
@@ -321,8 +323,12 @@ extension Store {
             damaged[row.int(0)]?.recipes.append(row.text(1))
         }
         report.damagedSnapshots = damaged.values.sorted { a, b in
-            let ka = a.names.first.map { "0\($0.run)@\(String(repeating: "0", count: 20 - String($0.step).count))\($0.step)" } ?? "1\(a.recipes.first ?? a.digest.hex)"
-            let kb = b.names.first.map { "0\($0.run)@\(String(repeating: "0", count: 20 - String($0.step).count))\($0.step)" } ?? "1\(b.recipes.first ?? b.digest.hex)"
+            let ka =
+                a.names.first.map { "0\($0.run)@\(String(repeating: "0", count: 20 - String($0.step).count))\($0.step)" }
+                ?? "1\(a.recipes.first ?? a.digest.hex)"
+            let kb =
+                b.names.first.map { "0\($0.run)@\(String(repeating: "0", count: 20 - String($0.step).count))\($0.step)" }
+                ?? "1\(b.recipes.first ?? b.digest.hex)"
             return ka < kb
         }
     }

@@ -98,7 +98,8 @@ extension Store {
             report.dryRun = dryRun
             let db = metadata.db
             let (doomed, temporary): ([ObjectsListing.Blob], [ObjectsListing.Temporary]) = try wrapping("collect garbage") {
-                try db.inTransaction { () throws -> (Connection.TransactionCompletion, ([ObjectsListing.Blob], [ObjectsListing.Temporary])) in
+                try db.inTransaction {
+                    () throws -> (Connection.TransactionCompletion, ([ObjectsListing.Blob], [ObjectsListing.Temporary])) in
                     for (run, step) in try choose(&report) {
                         try db.statement("DELETE FROM snapshots WHERE step = ? AND run_id = (SELECT id FROM runs WHERE name = ?)")
                             .run([.int(step), .text(run)])
@@ -168,5 +169,7 @@ extension Store {
 
 /// "0, 100, …, 1000" (at most 8 steps shown).
 func stepList(_ steps: [Int]) -> String {
-    steps.count <= 8 ? steps.map(String.init).joined(separator: ", ") : steps.prefix(4).map(String.init).joined(separator: ", ") + ", …, " + steps.suffix(3).map(String.init).joined(separator: ", ")
+    steps.count <= 8
+        ? steps.map(String.init).joined(separator: ", ")
+        : steps.prefix(4).map(String.init).joined(separator: ", ") + ", …, " + steps.suffix(3).map(String.init).joined(separator: ", ")
 }

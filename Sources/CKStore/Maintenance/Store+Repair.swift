@@ -61,7 +61,8 @@ extension Store {
                     .blob(hash.bytes)
                 ])
                 if db.changes > 0 {
-                    repairs.append(Repair(action: "drop-chunk-row", target: hash.hex, reason: "no tensor uses it and its blob is not readable"))
+                    repairs.append(
+                        Repair(action: "drop-chunk-row", target: hash.hex, reason: "no tensor uses it and its blob is not readable"))
                 }
             }
             return (.commit, ())
@@ -69,7 +70,8 @@ extension Store {
         let stamp = "fsck-\(time(nil))-\(getpid())"
         for (hash, proof) in quarantine {
             if try blobs.moveAside(hash, to: "\(path)/quarantine", as: "\(hash.hex).\(stamp)") {
-                repairs.append(Repair(action: "quarantine-blob", target: hash.hex, reason: "\(proof); moved to quarantine/\(hash.hex).\(stamp)"))
+                repairs.append(
+                    Repair(action: "quarantine-blob", target: hash.hex, reason: "\(proof); moved to quarantine/\(hash.hex).\(stamp)"))
             }
         }
         for t in try blobs.listObjects().temporary where try blobs.removeOwnFile(folder: t.folder, name: t.name) {

@@ -40,14 +40,15 @@ extension Store {
     /// The policy new `Store` values start with (the CLI sets `onWait` to print on stderr).
     public static let defaultLockWait = Mutex(LockWaitPolicy())
 
-    /// Takes the lock, polling with `LOCK_NB` (2 ms, doubling to 50 ms) so that the wait can
-    /// be reported and bounded.
+    /// Takes the lock: polls with `LOCK_NB` (1 ms, doubling to 10 ms) until the wait is
+    /// reported (`reportAfter`), then blocks in flock(2) when there is no time limit, or keeps
+    /// polling until `timeout`.
     func acquireLock(exclusive: Bool) throws(CKStoreError) {
         let lockPath = "\(path)/lock"
         let operation = exclusive ? LOCK_EX : LOCK_SH
         let policy = lockWait
         let start = monotonicSeconds()
-        var pause = 0.002
+        var pause = 0.001
         var reported = false
         while true {
             switch Sys.lock(lockFile.fd, operation | LOCK_NB, path: lockPath) {
@@ -70,12 +71,21 @@ extension Store {
                 reported = true
                 policy.onWait?("waiting for the store lock held by \(describeLockHolders())…")
             }
+            if reported && policy.timeout == nil {
+                // Reported, and no limit: block in flock(2), woken the moment the lock is free.
+                do {
+                    _ = try Sys.lock(lockFile.fd, operation, path: lockPath).get()
+                    return
+                } catch {
+                    throw CKStoreError(.environment, "cannot lock the store at \(path): \(error)", cause: error)
+                }
+            }
             var remaining = pause
             if let timeout = policy.timeout { remaining = min(remaining, max(0.001, timeout - waited)) }
             var ts = timespec(tv_sec: Int(remaining), tv_nsec: Int((remaining - Double(Int(remaining))) * 1e9))
             var left = timespec()
             while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
-            pause = min(pause * 2, 0.05)
+            pause = min(pause * 2, 0.01)
         }
     }
 

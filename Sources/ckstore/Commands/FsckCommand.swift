@@ -52,7 +52,8 @@ enum FsckCommand {
                 if report.problems.isEmpty { Console.out("ok: \(summary)") }
             }
             if report.problems.isEmpty { return 0 }
-            let hint = repair || report.damagedSnapshots.allSatisfy { !$0.names.isEmpty } ? "" : " (fsck --repair drops damaged cached averages)"
+            let hint =
+                repair || report.damagedSnapshots.allSatisfy { !$0.names.isEmpty } ? "" : " (fsck --repair drops damaged cached averages)"
             Console.err("ckstore: error: fsck found \(report.problems.count) problem(s)\(hint); \(summary)")
             return 3
         })
@@ -99,13 +100,19 @@ enum FsckCommand {
                 "problems",
                 .array(
                     r.problems.map { p in
-                        .object([("subject", .string(p.subject)), ("detail", .string(p.detail)), ("blob", p.blob.map { .string($0.hex) } ?? .null)])
+                        .object([
+                            ("subject", .string(p.subject)), ("detail", .string(p.detail)),
+                            ("blob", p.blob.map { .string($0.hex) } ?? .null),
+                        ])
                     })
             ),
             ("damaged_snapshots", .array(damaged)),
             (
                 "repairs",
-                .array(r.repairs.map { .object([("action", .string($0.action)), ("target", .string($0.target)), ("reason", .string($0.reason))]) })
+                .array(
+                    r.repairs.map {
+                        .object([("action", .string($0.action)), ("target", .string($0.target)), ("reason", .string($0.reason))])
+                    })
             ),
             ("orphan_blobs", .int(r.orphanBlobs)),
             ("orphan_bytes", .int(r.orphanBytes)),
