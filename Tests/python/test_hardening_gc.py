@@ -316,6 +316,15 @@ def test_fsck_repair_with_nothing_wrong_changes_nothing(ckstore_bin, tmp_path):
     assert {k: v for k, v in after.items() if "ckstore.db" not in k} == {k: v for k, v in before.items() if "ckstore.db" not in k}
 
 
+def test_fsck_without_objects_folder_is_an_integrity_failure(ckstore_bin, tmp_path):
+    ck = make_store(ckstore_bin, tmp_path)
+    digest, _, _ = put(ck, tmp_path, "r", 1)
+    (Path(ck.store) / "objects").rename(Path(ck.store) / "objects.moved")
+    r = ck.run("fsck", check=False)
+    assert r.returncode == 3, r.describe()
+    assert "objects is missing" in r.text and f"damaged: r@1 (sha256:{digest[7:]})" in r.text, r.describe()
+
+
 # ---------------------------------------------------------------------------------------------
 # Item 5: never follow symlinks in objects/, never delete a foreign name
 

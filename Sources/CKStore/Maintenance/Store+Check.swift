@@ -238,6 +238,15 @@ extension Store {
             verify: true)
         let decoded = ByteBuffer(capacity: max(configuration.chunkSize, chunks.map(\.1).max() ?? 0))
         let known = Set(allChunks.map(\.0))
+        // Without objects/ every blob is missing: one problem for the folder, one per chunk row.
+        if case .failure(let e) = Sys.fileStatus(blobs.root), e.isNotFound {
+            report.problems.append(IntegrityProblem(subject: "objects/", detail: "\(blobs.root) is missing"))
+            for (hash, _, _) in chunks {
+                report.chunksChecked += 1
+                fault(hash, .missing, "missing")
+            }
+            return
+        }
         for (hash, rawSize, storedSize) in chunks {
             report.chunksChecked += 1
             let size: Int

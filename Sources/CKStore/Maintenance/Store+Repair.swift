@@ -68,8 +68,17 @@ extension Store {
             return (.commit, ())
         }
         let stamp = "fsck-\(time(nil))-\(getpid())"
+        var failures: [String] = []
         for (hash, proof) in quarantine {
-            if try blobs.moveAside(hash, to: "\(path)/quarantine", as: "\(hash.hex).\(stamp)") {
+            let moved: Bool
+            do {
+                moved = try blobs.moveAside(hash, to: "\(path)/quarantine", as: "\(hash.hex).\(stamp)")
+            } catch {
+                // E.g. EXDEV when objects/ is a link to another file system: left in place.
+                failures.append("could not move damaged blob \(hash.hex) to quarantine/: \(error); left in place")
+                continue
+            }
+            if moved {
                 repairs.append(
                     Repair(action: "quarantine-blob", target: hash.hex, reason: "\(proof); moved to quarantine/\(hash.hex).\(stamp)"))
             }
@@ -81,6 +90,7 @@ extension Store {
         try blobs.syncNamespace()
         var after = try runCheck(full: full)
         after.repairs = repairs
+        after.notes += failures
         return after
     }
 
