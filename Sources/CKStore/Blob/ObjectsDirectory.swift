@@ -180,6 +180,15 @@ enum SysAt {
     }
 }
 
+/// The value, nil for ENOENT, or the error.
+private func present<T>(_ result: Result<T, SystemError>) throws(SystemError) -> T? {
+    switch result {
+    case .success(let value): return value
+    case .failure(let e) where e.isNotFound: return nil
+    case .failure(let e): throw e
+    }
+}
+
 /// An open descriptor of a folder, closed on deinit.
 struct DirectoryHandle: ~Copyable {
     /// The descriptor.
@@ -210,7 +219,9 @@ extension LocalBlobStore {
         var listing = ObjectsListing()
         let root = try DirectoryHandle(path: self.root)
         for name in try SysAt.names(root.fd, path: self.root).get().sorted() {
-            let st = try SysAt.status(root.fd, name, path: "\(self.root)/\(name)").get()
+            // An entry that vanished since readdir (a concurrent put's temporary file, while
+            // fsck shares the lock) is skipped.
+            guard let st = try present(SysAt.status(root.fd, name, path: "\(self.root)/\(name)")) else { continue }
             guard ObjectNames.isFolderName(name), st.isDirectory else {
                 let kind = st.isDirectory ? "folder with a foreign name" : st.kindName
                 listing.foreign.append(ObjectsListing.Foreign(path: name, kind: kind))
@@ -225,7 +236,7 @@ extension LocalBlobStore {
                 continue
             }
             for entry in try SysAt.names(folder.fd, path: folder.path).get().sorted() {
-                let est = try SysAt.status(folder.fd, entry, path: "\(folder.path)/\(entry)").get()
+                guard let est = try present(SysAt.status(folder.fd, entry, path: "\(folder.path)/\(entry)")) else { continue }
                 if est.isRegular, let id = ObjectNames.blobID(entry, folder: name) {
                     listing.blobs.append(ObjectsListing.Blob(id: id, size: est.size))
                 } else if est.isRegular, ObjectNames.isTemporaryBlobName(entry, folder: name) {

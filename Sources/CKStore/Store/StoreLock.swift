@@ -61,7 +61,7 @@ extension Store {
             }
             let waited = monotonicSeconds() - start
             if let timeout = policy.timeout, waited >= timeout {
-                let seconds = timeout == timeout.rounded() ? "\(Int(timeout))" : "\(timeout)"
+                let seconds = timeout == timeout.rounded() && abs(timeout) < 1e15 ? "\(Int(timeout))" : "\(timeout)"
                 throw CKStoreError(
                     .environment,
                     "the store lock at \(lockPath) is held by \(describeLockHolders()); gave up after \(seconds) s (--wait \(seconds)), "
