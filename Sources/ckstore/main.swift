@@ -107,4 +107,6 @@ func runMain(_ argv: [String]) -> Int32 {
 }
 
 signal(SIGPIPE, SIG_IGN)
+// Every command that waits more than a second for the store lock says so, naming the holder.
+Store.defaultLockWait.withLock { $0.onWait = { line in Console.err("ckstore: \(line)") } }
 exit(runMain(Array(CommandLine.arguments.dropFirst())))

@@ -254,38 +254,39 @@ final class LocalBlobStore: BlobStore {
         }
     }
 
+    /// Deletes blob `id` if its name is a regular file in a real fan-out folder (a symlink
+    /// there, or a symlinked folder, is left alone: see `ObjectsListing`).
     func remove(_ id: SHA256Digest) throws {
-        switch Sys.unlink(path(for: id)) {
-        case .success: _ = dirtyFolders.withLock { $0.insert(folder(for: id)) }
-        case .failure(let e) where e.isNotFound: return
-        case .failure(let e): throw BlobStoreError.io(e)
+        let hex = id.hex
+        do {
+            try removeOwnFile(folder: String(hex.prefix(2)), name: hex)
+        } catch {
+            throw BlobStoreError.io(error)
         }
     }
 
+    /// Records that a fan-out folder's entries changed, so `syncNamespace()` fsyncs it.
+    func markDirty(folder: String) {
+        _ = dirtyFolders.withLock { $0.insert(folder) }
+    }
+
+    /// Every blob file (a regular file with a blob name in its real fan-out folder), without
+    /// following symlinks.
     func forEach(_ body: (SHA256Digest, Int) throws -> Void) throws {
-        let folders: [String]
-        switch Sys.listDirectory(root) {
-        case .success(let names): folders = names.sorted()
-        case .failure(let e): throw BlobStoreError.io(e)
+        let listing: ObjectsListing
+        do {
+            listing = try listObjects()
+        } catch {
+            throw BlobStoreError.io(error)
         }
-        for folder in folders where folder.utf8.count == 2 {
-            guard case .success(let names) = Sys.listDirectory("\(root)/\(folder)") else { continue }
-            for name in names.sorted() {
-                guard let id = SHA256Digest(hex: name), name.hasPrefix(folder) else { continue }
-                if case .success(let st) = Sys.fileStatus("\(root)/\(folder)/\(name)") { try body(id, st.size) }
-            }
-        }
+        for blob in listing.blobs { try body(blob.id, blob.size) }
     }
 
-    /// Temporary files left in the blob folders by interrupted writes.
+    /// Temporary files left in the blob folders by interrupted writes (only names ckstore makes,
+    /// regular files in real fan-out folders).
     func temporaryFiles() -> [String] {
-        guard case .success(let folders) = Sys.listDirectory(root) else { return [] }
-        var result: [String] = []
-        for folder in folders.sorted() {
-            guard case .success(let names) = Sys.listDirectory("\(root)/\(folder)") else { continue }
-            result += names.filter { $0.contains(".tmp-") }.map { "\(root)/\(folder)/\($0)" }
-        }
-        return result
+        guard let listing = try? listObjects() else { return [] }
+        return listing.temporary.map { "\(root)/\($0.folder)/\($0.name)" }
     }
 
     func syncNamespace() throws {

@@ -4,8 +4,14 @@ public struct CollectionReport: Sendable {
     public var removedSnapshots: [String] = []
     /// Derived snapshots (cached query results) removed, by recipe.
     public var removedDerived: [String] = []
-    /// Blob files removed (unreferenced chunks, orphans of failed puts, temporary files).
+    /// Files removed: blobs and temporary files (the sum of the three counts below).
     public var removedBlobs = 0
+    /// Of those, blobs whose chunk rows this collection removed (justified by the database).
+    public var removedReferencedBlobs = 0
+    /// Of those, orphan blobs: blob files no chunk row named (left by interrupted puts).
+    public var removedOrphans = 0
+    /// Of those, temporary files of interrupted writes.
+    public var removedTemporaryFiles = 0
     /// Bytes those files held.
     public var freedBytes = 0
     /// True when nothing was changed.
@@ -13,51 +19,17 @@ public struct CollectionReport: Sendable {
     /// Metric values dropped with the removed snapshots (`rm` only: they were measured on the
     /// removed content, or on averages that used it).
     public var droppedMetrics = 0
-}
-
-/// Which snapshots `gc` keeps. When no policy is set, gc removes no snapshot (only garbage).
-public struct RetentionPolicy: Sendable, Equatable {
-    /// Keep the last N steps of each run.
-    public var keepLast: Int?
-    /// Keep every step that is a multiple of N.
-    public var keepEvery: Int?
-    /// Keep the steps LAWA k=K,stride=NU needs at the latest step (and so at every later step
-    /// on the same grid): latest, latest−NU, …, latest−(K−1)·NU.
-    public var keepLAWA: (k: Int, stride: Int)?
-    /// Keep the derived snapshots (by default gc drops them: they can be recomputed).
-    public var keepDerived = false
-
-    /// Creates a policy.
-    public init(keepLast: Int? = nil, keepEvery: Int? = nil, keepLAWA: (k: Int, stride: Int)? = nil, keepDerived: Bool = false) {
-        self.keepLast = keepLast
-        self.keepEvery = keepEvery
-        self.keepLAWA = keepLAWA
-        self.keepDerived = keepDerived
-    }
-
-    /// True when some policy selects snapshots to keep (and so the others to remove).
-    public var selectsSnapshots: Bool { keepLast != nil || keepEvery != nil || keepLAWA != nil }
-
-    public static func == (a: RetentionPolicy, b: RetentionPolicy) -> Bool {
-        a.keepLast == b.keepLast && a.keepEvery == b.keepEvery && a.keepLAWA?.k == b.keepLAWA?.k
-            && a.keepLAWA?.stride == b.keepLAWA?.stride && a.keepDerived == b.keepDerived
-    }
-
-    /// The steps of one run (ascending) that the policy keeps: the union of what each names.
-    public func stepsToKeep(_ steps: [Int]) -> Set<Int> {
-        var keep = Set<Int>()
-        if let n = keepLast { keep.formUnion(steps.suffix(n)) }
-        if let n = keepEvery, n > 0 { keep.formUnion(steps.filter { $0 % n == 0 }) }
-        if let lawa = keepLAWA, let latest = steps.last {
-            let window = Set((0..<lawa.k).map { latest - $0 * lawa.stride })
-            keep.formUnion(steps.filter(window.contains))
-        }
-        return keep
-    }
+    /// For `--keep-lawa`: the windows kept in each run, by run name.
+    public var lawaWindows: [(run: String, windows: LAWAWindows)] = []
+    /// Things the user should know (a run without a complete LAWA window kept whole).
+    public var warnings: [String] = []
+    /// Entries of `objects/` that are not ckstore's (symlinks, other names): left alone.
+    public var foreignEntries: [String] = []
 }
 
 extension Store {
-    /// Removes the named snapshots, then collects what nothing refers to any more.
+    /// Removes the named snapshots, then deletes the blob files of the chunk rows that only
+    /// they used. Orphan blobs and temporary files are left to `gc`.
     /// - Throws: `.notFound` (and removes nothing) when a ref does not name a snapshot.
     public func remove(_ refs: [SnapshotRef], dryRun: Bool = false) throws(CKStoreError) -> CollectionReport {
         var targets: [(String, Int)] = []
@@ -68,39 +40,70 @@ extension Store {
             }
             targets.append((snap.run, snap.step))
         }
-        return try collect(dryRun: dryRun, keepDerived: true, dropsMetrics: true) { () throws -> [(String, Int)] in targets }
+        var report = CollectionReport()
+        try collect(dryRun: dryRun, keepDerived: true, orphans: .keep, dropsMetrics: true, report: &report) { (_: inout CollectionReport) in targets }
+        return report
     }
 
     /// Applies a retention policy (to one run or all), drops derived snapshots unless kept, and
-    /// deletes every blob file nothing refers to — including orphans of interrupted puts.
-    public func collectGarbage(run: String?, policy: RetentionPolicy, dryRun: Bool = false) throws(CKStoreError) -> CollectionReport {
-        try collect(dryRun: dryRun, keepDerived: policy.keepDerived) { () throws -> [(String, Int)] in
+    /// deletes every blob file nothing refers to — including orphans of interrupted puts, unless
+    /// no blob file in `objects/` has a chunk row at all (see `OrphanPolicy`).
+    public func collectGarbage(
+        run: String?, policy: RetentionPolicy, dryRun: Bool = false, allOrphans: Bool = false
+    ) throws(CKStoreError) -> CollectionReport {
+        var report = CollectionReport()
+        try collect(dryRun: dryRun, keepDerived: policy.keepDerived, orphans: allOrphans ? .deleteAll : .deleteJustified, report: &report) {
+            (report: inout CollectionReport) throws -> [(String, Int)] in
             guard policy.selectsSnapshots else { return [] }
             let runs = try run.map { [$0] } ?? metadata.runs().map(\.name)
             var doomed: [(String, Int)] = []
             for r in runs {
                 guard let snaps = try metadata.snapshots(run: r) else { throw CKStoreError(.notFound, "run '\(r)' does not exist") }
-                let keep = policy.stepsToKeep(snaps.map(\.step))
+                let steps = snaps.map(\.step)
+                if let windows = policy.lawaWindows(steps), let (k, stride) = policy.keepLAWA {
+                    report.lawaWindows.append((r, windows))
+                    if windows.complete == nil {
+                        report.warnings.append(
+                            "run '\(r)' has no complete LAWA window for k=\(k),stride=\(stride) (steps \(stepList(steps))): "
+                                + "--keep-lawa keeps all of its \(steps.count) snapshot(s)")
+                    }
+                }
+                let keep = policy.stepsToKeep(steps)
                 doomed += snaps.filter { !keep.contains($0.step) }.map { (r, $0.step) }
             }
             return doomed
         }
+        return report
+    }
+
+    /// What a collection may do with orphan blobs (blob files no chunk row names).
+    enum OrphanPolicy {
+        /// Leave them (rm: it deletes only what its own row deletions justify).
+        case keep
+        /// Delete them, unless no blob file in `objects/` has a chunk row: then the database
+        /// justifies none of the deletions, and gc refuses (`.conflict`, exit 1) (gc).
+        case deleteJustified
+        /// Delete them all (gc --all-orphans).
+        case deleteAll
     }
 
     /// The shared removal machinery. Under the exclusive store lock (no put or read is in
     /// progress): one transaction deletes the chosen snapshot rows, derived rows, manifests no
-    /// longer named, and chunk rows no longer used; after the commit, blob files without a
-    /// chunk row are unlinked. A crash in between leaves only orphan files (collected next time).
+    /// longer named, and chunk rows no longer used; `objects/` is listed (without following
+    /// symlinks) before the commit, so a refusal rolls everything back; after the commit, the
+    /// files chosen are unlinked relative to their folder. A crash in between leaves only
+    /// orphan files (collected next time).
     private func collect(
-        dryRun: Bool, keepDerived: Bool, dropsMetrics: Bool = false, choose: () throws -> [(String, Int)]
-    ) throws(CKStoreError) -> CollectionReport {
-        try withLock(exclusive: true) { () throws(CKStoreError) -> CollectionReport in
-            var report = CollectionReport()
+        dryRun: Bool, keepDerived: Bool, orphans: OrphanPolicy, dropsMetrics: Bool = false, report: inout CollectionReport,
+        choose: (inout CollectionReport) throws -> [(String, Int)]
+    ) throws(CKStoreError) {
+        try withLock(exclusive: true) { () throws(CKStoreError) in
             report.dryRun = dryRun
             let db = metadata.db
-            let live: Set<SHA256Digest> = try wrapping("collect garbage") {
-                try db.inTransaction { () throws -> (Connection.TransactionCompletion, Set<SHA256Digest>) in
-                    for (run, step) in try choose() {
+            let (doomed, temporary): ([ObjectsListing.Blob], [ObjectsListing.Temporary]) = try wrapping("collect garbage") {
+                try db.inTransaction {
+                    () throws -> (Connection.TransactionCompletion, ([ObjectsListing.Blob], [ObjectsListing.Temporary])) in
+                    for (run, step) in try choose(&report) {
                         if dropsMetrics, let runID = try metadata.runID(run) {
                             report.droppedMetrics += try metadata.dropMetrics(measuredOn: runID, step: step, includingStep: true)
                         }
@@ -117,33 +120,62 @@ extension Store {
                         DELETE FROM manifests WHERE id NOT IN (SELECT manifest_id FROM snapshots)
                           AND id NOT IN (SELECT manifest_id FROM derived)
                         """)
-                    try db.execute("DELETE FROM chunks WHERE id NOT IN (SELECT chunk_id FROM tensor_chunks)")
+                    let unused = "FROM chunks WHERE id NOT IN (SELECT chunk_id FROM tensor_chunks)"
+                    let released = Set(try db.statement("SELECT hash \(unused)").rows { SHA256Digest(bytes: $0.blob(0))! })
+                    try db.execute("DELETE \(unused)")
                     let live = Set(try db.statement("SELECT hash FROM chunks").rows { SHA256Digest(bytes: $0.blob(0))! })
-                    return (dryRun ? .rollback : .commit, live)
-                }
-            }
-            var doomed: [SHA256Digest] = []
-            try wrapping("list blobs") {
-                try blobs.forEach { id, size in
-                    if !live.contains(id) {
-                        doomed.append(id)
-                        report.freedBytes += size
+                    let listing = try blobs.listObjects()
+                    report.foreignEntries = listing.foreign.map(\.description)
+                    var doomed: [ObjectsListing.Blob] = []
+                    var orphanFiles: [ObjectsListing.Blob] = []
+                    var survivors = 0
+                    for blob in listing.blobs {
+                        if live.contains(blob.id) {
+                            survivors += 1
+                        } else if released.contains(blob.id) {
+                            doomed.append(blob)
+                            report.removedReferencedBlobs += 1
+                        } else {
+                            orphanFiles.append(blob)
+                        }
                     }
+                    if orphans == .keep { return (dryRun ? .rollback : .commit, (doomed, [])) }
+                    // Refuse when the database names none of the blob files here: an emptied,
+                    // deleted or replaced database looks exactly like that.
+                    if orphans == .deleteJustified && survivors == 0 && doomed.isEmpty && !orphanFiles.isEmpty {
+                        let bytes = orphanFiles.reduce(0) { $0 + $1.size }
+                        let snapshots = try db.statement("SELECT count(*) FROM snapshots").rows { $0.int(0) }.first ?? 0
+                        let why =
+                            snapshots == 0
+                            ? "the database has no snapshots"
+                            : "none of the database's \(live.count) chunk row(s) names a blob file that exists"
+                        throw CKStoreError(
+                            .conflict,
+                            "gc: refusing to delete all \(orphanFiles.count) blob file(s) in \(blobs.root) (\(bytes) bytes): no chunk row refers "
+                                + "to any of them (\(why)); if \(Store.databaseName) was emptied, deleted or replaced, restore it; "
+                                + "to delete them anyway run 'ckstore gc --all-orphans'")
+                    }
+                    report.removedOrphans = orphanFiles.count
+                    report.removedTemporaryFiles = listing.temporary.count
+                    return (dryRun ? .rollback : .commit, (doomed + orphanFiles, listing.temporary))
                 }
-            }
-            let temporary = blobs.temporaryFiles()
-            for t in temporary {
-                if case .success(let st) = Sys.fileStatus(t) { report.freedBytes += st.size }
             }
             report.removedBlobs = doomed.count + temporary.count
+            report.freedBytes = doomed.reduce(0) { $0 + $1.size } + temporary.reduce(0) { $0 + $1.size }
             if !dryRun {
                 try wrapping("remove unreferenced blobs") {
-                    for id in doomed { try blobs.remove(id) }
-                    for t in temporary { FileSystem.removeIfPresent(t) }
+                    for blob in doomed { try blobs.remove(blob.id) }
+                    for t in temporary { try blobs.removeOwnFile(folder: t.folder, name: t.name) }
                     try blobs.syncNamespace()
                 }
             }
-            return report
         }
     }
+}
+
+/// "0, 100, …, 1000" (at most 8 steps shown).
+func stepList(_ steps: [Int]) -> String {
+    steps.count <= 8
+        ? steps.map(String.init).joined(separator: ", ")
+        : steps.prefix(4).map(String.init).joined(separator: ", ") + ", …, " + steps.suffix(3).map(String.init).joined(separator: ", ")
 }

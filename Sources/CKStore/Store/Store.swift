@@ -20,7 +20,9 @@ public final class Store {
     public let configuration: StoreConfiguration
     let metadata: SQLiteMetadataStore
     let blobs: LocalBlobStore
-    private let lockFile: FileHandle
+    let lockFile: FileHandle
+    /// How this store's commands wait for the store lock (see `StoreLock.swift`).
+    public var lockWait = Store.defaultLockWait.withLock { $0 }
     /// Re-hash every chunk read with SHA-256 even when the store's `verify_reads` is
     /// `checksum` (`get --verify`).
     public var forceSHA256Verification = false
@@ -169,12 +171,9 @@ public final class Store {
 
     /// Runs `body` holding the store lock: shared for puts and reads, exclusive for gc, so that
     /// gc never deletes a blob that a concurrent put has found and is about to refer to.
+    /// When the wait gives up (`lockWait.timeout`), throws and nothing has been done.
     func withLock<T>(exclusive: Bool, _ body: () throws(CKStoreError) -> T) throws(CKStoreError) -> T {
-        do {
-            _ = try Sys.lock(lockFile.fd, exclusive ? LOCK_EX : LOCK_SH, path: "\(path)/lock").get()
-        } catch {
-            throw CKStoreError(.environment, "cannot lock the store at \(path): \(error)", cause: error)
-        }
+        try acquireLock(exclusive: exclusive)  // waits as `lockWait` says (StoreLock.swift)
         defer { _ = Sys.lock(lockFile.fd, LOCK_UN, path: nil) }
         return try body()
     }

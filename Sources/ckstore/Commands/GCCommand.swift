@@ -7,22 +7,36 @@ enum GCCommand {
         help: """
             usage: ckstore gc [--run RUN] [--keep-last N] [--keep-every N]
                               [--keep-lawa k=K,stride=NU] [--keep-derived] [--dry-run]
+                              [--all-orphans] [--json] [--wait SECONDS]
 
             Without a --keep option, removes no snapshot: deletes only blob files nothing refers
-            to (orphans left by interrupted or failed puts, blobs of removed snapshots) and the
-            derived snapshots (cached averages, which can always be recomputed) unless
-            --keep-derived.
+            to (orphans left by interrupted or failed puts, blobs of removed snapshots), ckstore's
+            own temporary files, and the derived snapshots (cached averages, which can always be
+            recomputed) unless --keep-derived.
 
             With --keep options, each run (or only --run RUN) keeps the union of what they name
             and loses its other snapshots:
               --keep-last N              the last N steps
               --keep-every N             steps that are multiples of N
-              --keep-lawa k=K,stride=NU  the steps LAWA needs at the latest step (latest,
-                                         latest−NU, …, latest−(K−1)·NU) — and so at every later
-                                         step on the same grid
-            --dry-run prints what would go and the bytes freed, changing nothing.
+              --keep-lawa k=K,stride=NU  the newest complete LAWA window (the newest step S whose
+                                         inputs S, S−NU, …, S−(K−1)·NU are all stored) and what
+                                         is stored of the newest step's window. A run with no
+                                         complete window keeps all its snapshots (a warning
+                                         says so: check the stride).
+            --dry-run prints what would go, what --keep-lawa keeps, and the bytes freed,
+            changing nothing. --json prints one object instead (see README).
 
-            gc takes the store lock exclusively: it waits for running puts and reads, and a put
+            gc refuses (exit 1, nothing changed) to delete every blob file in objects/ when no
+            chunk row refers to any of them: an emptied, deleted or replaced ckstore.db looks
+            exactly like that. --all-orphans deletes them anyway.
+
+            gc deletes only regular files named like a blob (64 lowercase hex digits in the
+            folder named by the first two) or like ckstore's temporary files; it never follows
+            a symbolic link inside objects/ and leaves anything else alone (reported on stderr).
+
+            gc takes the store lock exclusively: it waits for running puts and reads, saying so
+            on stderr after a second; --wait SECONDS gives up after that long (exit 1, nothing
+            changed; 0: do not wait). Without --wait it waits as long as the lock is held. A put
             never loses a blob it has found to gc.
             """,
         run: { (args, globals) throws(CKStoreError) in
@@ -43,10 +57,19 @@ enum GCCommand {
             }
             policy.keepDerived = args.flag("--keep-derived")
             let dryRun = args.flag("--dry-run")
+            let allOrphans = args.flag("--all-orphans")
+            let json = args.flag("--json")
+            let wait = try MaintenanceOptions.waitSeconds(&args)
             _ = try args.positionals(max: 0, names: "")
-            let store = try Store(path: globals.storePath)
+            let store = try MaintenanceOptions.open(globals, wait: wait)
             if let run { _ = try store.snapshots(run: run) }
-            printCollection(try store.collectGarbage(run: run, policy: policy, dryRun: dryRun))
+            let report = try store.collectGarbage(run: run, policy: policy, dryRun: dryRun, allOrphans: allOrphans)
+            if json {
+                Console.json(collectionJSON(report))
+                printCollectionWarnings(report)
+            } else {
+                printCollection(report, lawa: policy.keepLAWA)
+            }
             return 0
         })
 }
