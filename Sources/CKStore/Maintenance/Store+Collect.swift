@@ -91,7 +91,8 @@ extension Store {
     private func collect(
         dryRun: Bool, keepDerived: Bool, choose: () throws -> [(String, Int)]
     ) throws(CKStoreError) -> CollectionReport {
-        try withLock(exclusive: true) { () throws(CKStoreError) -> CollectionReport in
+        try requireWritable()
+        return try withLock(exclusive: true) { () throws(CKStoreError) -> CollectionReport in
             var report = CollectionReport()
             report.dryRun = dryRun
             let db = metadata.db
