@@ -33,14 +33,12 @@ enum WatchCommand {
             """,
         run: { (args, globals) throws(CKStoreError) in try run(&args, globals) })
 
-    /// The store, or nil while it cannot be opened (it may not exist yet); an inconsistent
-    /// store is an error at once, never polled.
+    /// The store, or nil while it does not exist (yet); any other failure to open it (an
+    /// inconsistent store, a schema newer than this binary) is an error at once, never polled.
     private static func openIfPresent(_ path: String) throws(CKStoreError) -> Store? {
         do {
             return try Store(path: path)
-        } catch  where error.code == .integrity {
-            throw error
-        } catch {
+        } catch  where error.code == .notFound {
             return nil
         }
     }
