@@ -441,3 +441,67 @@ def test_init_on_an_existing_read_only_store_says_it_exists(ckstore_bin, as_nobo
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().strip() == f"store already exists at {store}"
     assert tree(store) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 14 on read-only media (a read-only bind mount: needs root and mount(8))
+
+
+def _can_mount() -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    probe = Path(tempfile.mkdtemp(prefix="ckstore-mount-probe-"))
+    try:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True).returncode != 0:
+            return False
+        return subprocess.run(["umount", str(probe)], capture_output=True).returncode == 0
+    finally:
+        probe.rmdir()
+
+
+@pytest.fixture
+def read_only_view():
+    """``read_only_view(src, dst)`` bind-mounts `src` read-only at `dst` (unmounted afterwards)."""
+    if not _can_mount():
+        pytest.skip("needs root and mount(8) for a read-only bind mount")
+    mounted: list[Path] = []
+
+    def mount(src: Path, dst: Path) -> Path:
+        dst.mkdir()
+        subprocess.run(["mount", "--bind", str(src), str(dst)], check=True)
+        mounted.append(dst)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(dst)], check=True)
+        return dst
+
+    yield mount
+    for dst in reversed(mounted):
+        if subprocess.run(["umount", str(dst)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(dst)])
+
+
+def test_read_only_media_show_commits_in_the_wal(ckstore_bin, tmp_path, read_only_view):
+    live, holder, files = store_with_commits_in_wal(ckstore_bin, tmp_path, steps=6)
+    media = tmp_path / "media"
+    media.mkdir()
+    try:
+        shutil.copytree(live, media / "store")  # an archive taken while commits are in the WAL
+        shutil.copytree(live, media / "no-shm")
+    finally:
+        holder.close()
+    (media / "no-shm" / "ckstore.db-shm").unlink()
+    before = tree(media)
+    ro = read_only_view(media, tmp_path / "ro")
+    store = ro / "store"
+    listing = ok(run(ckstore_bin, store, "ls", "--run", "r", "--json"), "ls on read-only media")
+    assert [s["step"] for s in json.loads(listing.stdout)["snapshots"]] == list(range(1, 7))
+    assert ok(run(ckstore_bin, store, "get", "r@6", "-o", "-"), "get").stdout == files[6]
+    proc = run(ckstore_bin, store, "put", "--run", "r", "--step", "7", str(tmp_path / "s1.safetensors"))
+    assert proc.returncode == 1
+    one_error_line(proc, f"cannot write to the store at {store}: read-only file system")
+    proc = run(ckstore_bin, store, "init")
+    assert proc.returncode == 0 and proc.stdout.decode().strip() == f"store already exists at {store}", proc.stderr
+    # Without its -shm the WAL cannot be read on read-only media: an error, not stale data.
+    proc = run(ckstore_bin, ro / "no-shm", "ls", "--run", "r")
+    assert proc.returncode == 1, proc.stdout
+    one_error_line(proc, "ckstore.db-wal", "ckstore.db-shm is missing")
+    assert tree(media) == before
