@@ -74,8 +74,14 @@ public final class Store {
             _ = try Store(path: path)
             return false
         }
-        try StoreLayout.refuseMissingDatabase(store: path)
-        try StoreLayout.refuseStrangeObjects(store: path)
+        // Refuse before creating anything (not even the lock file) when blobs are there without
+        // a database, unless a concurrent creator made the database meanwhile.
+        do {
+            try StoreLayout.refuseMissingDatabase(store: path)
+            try StoreLayout.refuseStrangeObjects(store: path)
+        } catch {
+            if !FileSystem.exists(database) { throw error }
+        }
         // Two processes may create the same store at once (two trainers' first puts): the
         // exclusive store lock serializes creation, so the loser finds a finished store.
         let lock = try lockForCreation(path)
@@ -84,7 +90,8 @@ public final class Store {
             _ = try Store(path: path)
             return false
         }
-        // Again under the lock: blobs may have appeared (a restore in progress).
+        // Under the lock, so that a concurrent creator's first blobs are not mistaken for
+        // blobs without a database.
         try StoreLayout.refuseMissingDatabase(store: path)
         try StoreLayout.refuseStrangeObjects(store: path)
         do {
@@ -140,8 +147,15 @@ public final class Store {
         let database = "\(path)/\(Store.databaseName)"
         switch try StoreLayout.entry(database) {
         case .missing:
-            try StoreLayout.refuseMissingDatabase(store: path)
-            throw CKStoreError(.notFound, "no store at \(path) (run 'ckstore init' or set --store / CKSTORE_DIR)")
+            do {
+                try StoreLayout.refuseMissingDatabase(store: path)
+            } catch {
+                // A store created meanwhile (its database first, then blobs) is no damage.
+                guard try StoreLayout.entry(database) != .missing else { throw error }
+            }
+            if try StoreLayout.entry(database) == .missing {
+                throw CKStoreError(.notFound, "no store at \(path) (run 'ckstore init' or set --store / CKSTORE_DIR)")
+            }
         case .regularFile(size: 0):
             try StoreLayout.refuseBlobsWithoutDatabase(store: path, problem: "is empty (0 bytes)")
         case .directory, .other:
