@@ -145,15 +145,16 @@ public final class Store {
     ///   `config.json`, a file that is not a database).
     public init(path: String) throws(CKStoreError) {
         let database = "\(path)/\(Store.databaseName)"
-        switch try StoreLayout.entry(database) {
+        switch try StoreLayout.entry(database, following: true) {
         case .missing:
             do {
                 try StoreLayout.refuseMissingDatabase(store: path)
+                try StoreLayout.refuseStrangeObjects(store: path)
             } catch {
                 // A store created meanwhile (its database first, then blobs) is no damage.
-                guard try StoreLayout.entry(database) != .missing else { throw error }
+                guard try StoreLayout.entry(database, following: true) != .missing else { throw error }
             }
-            if try StoreLayout.entry(database) == .missing {
+            if try StoreLayout.entry(database, following: true) == .missing {
                 throw CKStoreError(.notFound, "no store at \(path) (run 'ckstore init' or set --store / CKSTORE_DIR)")
             }
         case .regularFile(size: 0):

@@ -23,10 +23,11 @@ enum StoreLayout {
         case other
     }
 
-    /// The kind of entry at `path` (`lstat`), or an error other than "not found".
-    static func entry(_ path: String) throws(CKStoreError) -> Entry {
+    /// The kind of entry at `path` (`lstat`, or `stat` when `following` a final symbolic
+    /// link: a dangling link is then missing), or an error other than "not found".
+    static func entry(_ path: String, following: Bool = false) throws(CKStoreError) -> Entry {
         var st = stat()
-        guard lstat(path, &st) == 0 else {
+        guard (following ? stat(path, &st) : lstat(path, &st)) == 0 else {
             let code = errno
             if code == ENOENT || code == ENOTDIR { return .missing }
             let error = SystemError(call: "lstat", path: path, errno: code)
