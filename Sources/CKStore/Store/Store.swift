@@ -27,8 +27,9 @@ public final class Store {
 
     /// Whether reads re-hash decoded chunks with SHA-256.
     var verifiesSHA256OnRead: Bool { forceSHA256Verification || configuration.verifyReadsWithSHA256 }
-    /// True when the store's folder is not writable (opened for reading only; query results
-    /// are computed but not cached).
+    /// True when this process cannot write to the store (a read-only file system, or the
+    /// store folder, `ckstore.db` or `objects/` not writable): it is opened for reading only,
+    /// and query results are computed but not cached.
     public let isReadOnly: Bool
     /// The name of the metadata database inside the store.
     static let databaseName = "ckstore.db"
