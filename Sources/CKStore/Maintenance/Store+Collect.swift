@@ -97,6 +97,7 @@ extension Store {
         dryRun: Bool, keepDerived: Bool, orphans: OrphanPolicy, dropsMetrics: Bool = false, report: inout CollectionReport,
         choose: (inout CollectionReport) throws -> [(String, Int)]
     ) throws(CKStoreError) {
+        try requireWritable()
         try withLock(exclusive: true) { () throws(CKStoreError) in
             report.dryRun = dryRun
             let db = metadata.db

@@ -15,8 +15,19 @@ final class SQLiteMetadataStore: MetadataStore {
     static var schemaVersion: Int { schemaMigrations.map(\.id).max() ?? 0 }
 
     /// Opens (creating and migrating when `create`) the database at `path`.
-    /// - Parameter readOnly: open for reading only (worker threads' dedup lookups, `fsck`).
-    init(path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false) throws {
+    /// - Parameters:
+    ///   - readOnly: open for reading only (worker threads' dedup lookups, readers without
+    ///     write access).
+    ///   - immutable: open with SQLite's `immutable` flag (no locks, no WAL): only for a
+    ///     database that nobody can be writing and whose WAL is empty.
+    ///   - onMissingSchema: called before anything is written when the database has no schema
+    ///     at all (a new or emptied file); it may throw to refuse creating one.
+    /// - Throws: `.integrity` when the file is not a database or its schema version is damaged;
+    ///   `.environment` when its schema is newer than this binary.
+    init(
+        path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false,
+        onMissingSchema: (() throws(CKStoreError) -> Void)? = nil
+    ) throws {
         do {
             let mode: Connection.Mode =
                 immutable ? .readOnlyImmutable : readOnly ? .readOnly : create ? .readWriteCreate : .readWrite
@@ -25,27 +36,47 @@ final class SQLiteMetadataStore: MetadataStore {
             throw CKStoreError.wrap(error, context: "cannot open the metadata database \(path)")
         }
         do {
+            try checkSchema(path: path, onMissingSchema: onMissingSchema)
             if !readOnly {
                 try db.execute("PRAGMA journal_mode = WAL")
                 try db.execute("PRAGMA synchronous = FULL")
             }
-            try migrate(readOnly: readOnly)
+            try migrate(path: path, readOnly: readOnly)
         } catch {
             throw CKStoreError.wrap(error, context: "cannot open the metadata database \(path)")
         }
     }
 
+    /// Reads the schema version before anything is written: a negative version, or tables
+    /// without a version, is damage; no schema at all is reported to `onMissingSchema`.
+    private func checkSchema(path: String, onMissingSchema: (() throws(CKStoreError) -> Void)?) throws {
+        let version = try db.statement("PRAGMA user_version").firstRow { $0.int(0) } ?? 0
+        if version < 0 {
+            throw CKStoreError(.integrity, "the metadata database \(path) has a damaged schema version (\(version))")
+        }
+        guard version == 0 else { return }
+        let tables = try db.statement("SELECT count(*) FROM sqlite_master WHERE type = 'table'").firstRow { $0.int(0) } ?? 0
+        if tables > 0 {
+            throw CKStoreError(
+                .integrity, "the metadata database \(path) has tables but no schema version (not a ckstore database, or damaged)")
+        }
+        try onMissingSchema?()
+    }
+
     /// Applies the migrations the database lacks, in order.
-    private func migrate(readOnly: Bool) throws {
+    private func migrate(path: String, readOnly: Bool) throws {
         let version = try db.statement("PRAGMA user_version").firstRow { $0.int(0) } ?? 0
         if version > Self.schemaVersion {
             throw CKStoreError(
                 .environment,
-                "the store's schema version \(version) is newer than this ckstore understands (\(Self.schemaVersion)); upgrade ckstore")
+                "the metadata database \(path) has schema version \(version), newer than this ckstore understands (\(Self.schemaVersion)); upgrade ckstore"
+            )
         }
         guard version < Self.schemaVersion else { return }
         if readOnly {
-            throw CKStoreError(.environment, "the store's schema version \(version) needs migration; open it read-write once")
+            throw CKStoreError(
+                .environment,
+                "the metadata database \(path) has schema version \(version) and needs migration; open the store once with write access")
         }
         for migration in schemaMigrations where migration.id > version {
             try db.inTransaction {

@@ -108,6 +108,7 @@ extension Store {
     ) throws(CKStoreError) -> PutReport {
         try Store.validateRunName(run)
         guard step >= 0 else { throw CKStoreError(.badInput, "step must be a non-negative integer, got \(step)") }
+        try requireWritable()
         let start = nowMilliseconds()
         let input: FileHandle
         do {

@@ -29,8 +29,9 @@ public final class Store {
 
     /// Whether reads re-hash decoded chunks with SHA-256.
     var verifiesSHA256OnRead: Bool { forceSHA256Verification || configuration.verifyReadsWithSHA256 }
-    /// True when the store's folder is not writable (opened for reading only; query results
-    /// are computed but not cached).
+    /// True when this process cannot write to the store (a read-only file system, or the
+    /// store folder, `ckstore.db` or `objects/` not writable): it is opened for reading only,
+    /// and query results are computed but not cached.
     public let isReadOnly: Bool
     /// The name of the metadata database inside the store.
     static let databaseName = "ckstore.db"
@@ -64,14 +65,38 @@ public final class Store {
         """
 
     /// Creates the store at `path` if it does not exist (idempotent). Returns true when it
-    /// was created now.
+    /// was created now. An existing store is opened (and checked) but not changed, so this
+    /// works on a store the caller may only read.
+    ///
+    /// - Throws: `.integrity` when the folder holds blobs but no database (or a database that is
+    ///   empty or has no schema): ckstore never creates a database over existing blobs.
     @discardableResult
     public static func initialize(at path: String) throws(CKStoreError) -> Bool {
-        let existed = FileSystem.exists("\(path)/\(databaseName)")
+        let database = "\(path)/\(databaseName)"
+        if FileSystem.exists(database) {
+            _ = try Store(path: path)
+            return false
+        }
+        // Refuse before creating anything (not even the lock file) when blobs are there without
+        // a database, unless a concurrent creator made the database meanwhile.
+        do {
+            try StoreLayout.refuseMissingDatabase(store: path)
+            try StoreLayout.refuseStrangeObjects(store: path)
+        } catch {
+            if !FileSystem.exists(database) { throw error }
+        }
         // Two processes may create the same store at once (two trainers' first puts): the
         // exclusive store lock serializes creation, so the loser finds a finished store.
         let lock = try lockForCreation(path)
         defer { _ = Sys.lock(lock.fd, LOCK_UN, path: nil) }
+        if FileSystem.exists(database) {
+            _ = try Store(path: path)
+            return false
+        }
+        // Under the lock, so that a concurrent creator's first blobs are not mistaken for
+        // blobs without a database.
+        try StoreLayout.refuseMissingDatabase(store: path)
+        try StoreLayout.refuseStrangeObjects(store: path)
         do {
             try FileSystem.makeDirectory("\(path)/objects")
             let configPath = "\(path)/config.json"
@@ -90,7 +115,9 @@ public final class Store {
             throw CKStoreError(.environment, "cannot create the store at \(path): \(error)", cause: error)
         }
         let metadata = try wrapping("cannot create the store at \(path)") {
-            try SQLiteMetadataStore(path: "\(path)/\(databaseName)", create: true)
+            try SQLiteMetadataStore(path: database, create: true) { () throws(CKStoreError) in
+                try StoreLayout.refuseBlobsWithoutDatabase(store: path, problem: "has no schema")
+            }
         }
         try? metadata.close()
         do {
@@ -98,7 +125,7 @@ public final class Store {
         } catch {
             throw CKStoreError(.environment, "cannot create the store at \(path): \(error)", cause: error)
         }
-        return !existed
+        return true
     }
 
     /// Creates the store folder (and missing parents) and takes the store lock exclusively.
@@ -113,11 +140,32 @@ public final class Store {
         }
     }
 
-    /// Opens an existing store.
-    /// - Throws: `.notFound` when there is no store at `path`.
+    /// Opens an existing store, checking that its database and `objects/` agree (see
+    /// `StoreLayout`). Without write access the store is opened for reading only and still
+    /// sees every committed snapshot, including those in the write-ahead log.
+    /// - Throws: `.notFound` when there is no store at `path`; `.integrity` when the store is
+    ///   inconsistent (blobs without a database, a database without `objects/`, no
+    ///   `config.json`, a file that is not a database).
     public init(path: String) throws(CKStoreError) {
-        guard FileSystem.exists("\(path)/\(Store.databaseName)") else {
-            throw CKStoreError(.notFound, "no store at \(path) (run 'ckstore init' or set --store / CKSTORE_DIR)")
+        let database = "\(path)/\(Store.databaseName)"
+        switch try StoreLayout.entry(database, following: true) {
+        case .missing:
+            do {
+                try StoreLayout.refuseMissingDatabase(store: path)
+                try StoreLayout.refuseStrangeObjects(store: path)
+            } catch {
+                // A store created meanwhile (its database first, then blobs) is no damage.
+                guard try StoreLayout.entry(database, following: true) != .missing else { throw error }
+            }
+            if try StoreLayout.entry(database, following: true) == .missing {
+                throw CKStoreError(.notFound, "no store at \(path) (run 'ckstore init' or set --store / CKSTORE_DIR)")
+            }
+        case .regularFile(size: 0):
+            try StoreLayout.refuseBlobsWithoutDatabase(store: path, problem: "is empty (0 bytes)")
+        case .directory, .other:
+            throw CKStoreError(.integrity, "\(StoreLayout.inconsistent(path)): \(Store.databaseName) is not a regular file")
+        case .regularFile, .symbolicLink:
+            break
         }
         self.path = path
         let configPath = "\(path)/config.json"
@@ -129,18 +177,18 @@ public final class Store {
             configuration = try StoreConfiguration.parse(bytes, source: configPath)
         } catch let e as CKStoreError {
             throw e
+        } catch let e as SystemError where e.isNotFound {
+            throw CKStoreError(
+                .integrity,
+                "\(StoreLayout.inconsistent(path)): config.json is missing next to its database; restore it (Config/ckstore.json holds the defaults)",
+                cause: e)
         } catch {
             throw CKStoreError(.environment, "cannot read \(configPath): \(error)", cause: error)
         }
-        // On a read-only file system (a mounted archive of checkpoints) the store is opened for
-        // reading only, immutable: SQLite could not create its WAL index there. Writes then fail
-        // cleanly ("attempt to write a readonly database"), reads work.
-        let writable = access(path, W_OK) == 0
-        isReadOnly = !writable
-        metadata = try wrapping("cannot open the store at \(path)") {
-            try SQLiteMetadataStore(
-                path: "\(path)/\(Store.databaseName)", create: false, readOnly: !writable, immutable: !writable)
-        }
+        let writeProblem = StoreLayout.writeProblem(store: path)
+        isReadOnly = writeProblem != nil
+        metadata = try Store.openDatabase(store: path, readOnly: isReadOnly)
+        try StoreLayout.checkObjects(store: path, metadata: metadata, writable: !isReadOnly)
         let mode: LocalBlobStore.SyncMode =
             switch configuration.syncMode {
             case "each": .eachBlob
@@ -165,6 +213,15 @@ public final class Store {
     public static func openOrCreate(path: String) throws(CKStoreError) -> Store {
         if !FileSystem.exists("\(path)/\(databaseName)") { try initialize(at: path) }
         return try Store(path: path)
+    }
+
+    /// Throws a clear `.environment` error naming the store and the reason (read-only file
+    /// system, or which permission is missing) when this process cannot write to the store.
+    /// Called before any write, so that the error is not SQLite's "attempt to write a readonly
+    /// database".
+    func requireWritable() throws(CKStoreError) {
+        guard let problem = StoreLayout.writeProblem(store: path) else { return }
+        throw CKStoreError(.environment, "cannot write to the store at \(path): \(problem)")
     }
 
     // MARK: - Locking

@@ -8,7 +8,10 @@ enum InitCommand {
             usage: ckstore [--store PATH] init
 
             Creates the store folder, its metadata database and a copy of the default
-            configuration (config.json). Running it on an existing store changes nothing.
+            configuration (config.json). Running it on an existing store changes nothing
+            (it says "store already exists", also when the store is read-only for you).
+            It never creates a database in a folder whose objects/ already holds blobs:
+            that store has lost its database (exit 3; restore ckstore.db from a backup).
             """,
         run: { (args, globals) throws(CKStoreError) in
             _ = try args.positionals(max: 0, names: "")

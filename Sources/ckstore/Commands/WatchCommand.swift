@@ -33,6 +33,16 @@ enum WatchCommand {
             """,
         run: { (args, globals) throws(CKStoreError) in try run(&args, globals) })
 
+    /// The store, or nil while it does not exist (yet); any other failure to open it (an
+    /// inconsistent store, a schema newer than this binary) is an error at once, never polled.
+    private static func openIfPresent(_ path: String) throws(CKStoreError) -> Store? {
+        do {
+            return try Store(path: path)
+        } catch  where error.code == .notFound {
+            return nil
+        }
+    }
+
     private static func run(_ args: inout Arguments, _ globals: GlobalOptions) throws(CKStoreError) -> Int32 {
         guard let run = try args.value("--run") else { throw args.usage("--run is required") }
         guard let lawaText = try args.value("--lawa") else { throw args.usage("--lawa k=K,stride=NU is required") }
@@ -71,7 +81,7 @@ enum WatchCommand {
         while stopSignal == 0 {
             let steps: [Int]
             var didWork = false
-            if let store = try? Store(path: globals.storePath), let list = try? store.snapshots(run: run) {
+            if let store = try openIfPresent(globals.storePath), let list = try? store.snapshots(run: run) {
                 steps = list.map(\.step).filter { step in step >= from && (until.map { step <= $0 } ?? true) }
                 let allSteps = Set(list.map(\.step))
                 if !allSteps.isSubset(of: seenSteps) {
