@@ -23,10 +23,23 @@ struct StreamReader: ~Copyable {
 
     private mutating func read(_ count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(CKStoreError) -> Int {
         do {
-            let n = try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
-            offset += n
-            progress?.add(n)
-            return n
+            guard let progress else {
+                let n = try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
+                offset += n
+                return n
+            }
+            // With progress, read in slices of at most 1 MiB, so that a slow input (a pipe fed
+            // by a trainer) moves the display within a chunk.
+            var total = 0
+            while total < count {
+                let slice = min(count - total, 1 << 20)
+                let n = try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[total..<total + slice]))
+                total += n
+                offset += n
+                progress.add(n)
+                if n < slice { break }
+            }
+            return total
         } catch {
             throw CKStoreError(.badInput, "\(name): read failed at byte \(offset): \(error)", cause: error)
         }
