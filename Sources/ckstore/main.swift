@@ -143,6 +143,10 @@ func runMain(_ argv: [String]) -> Int32 {
             return 0
         }
         name = rest[1]
+        if name == "help" {
+            Console.out(mainHelp)
+            return 0
+        }
         rest = [name, "--help"]
     }
     guard let command = commands.first(where: { $0.0 == name })?.1 else {
