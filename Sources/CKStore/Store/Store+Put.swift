@@ -84,6 +84,7 @@ extension Store {
         from source: InputSource, run: String, step: Int, metrics: [(String, Double)] = [], force: Bool = false
     ) throws(CKStoreError) -> PutReport {
         try Store.validateRunName(run)
+        for (name, _) in metrics { try Store.validateName(name, kind: "metric name") }
         guard step >= 0 else { throw CKStoreError(.badInput, "step must be a non-negative integer, got \(step)") }
         let start = nowMilliseconds()
         let input: FileHandle
