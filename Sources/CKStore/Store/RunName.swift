@@ -25,13 +25,15 @@ extension Store {
     /// invisible or confusable characters and is in Unicode NFC.
     ///
     /// Refused: control (Cc), format (Cf: zero-width spaces and joiners, bidi controls, BOM,
-    /// word joiner, soft hyphen), space (Zs, which includes the no-break space), line and
+    /// word joiner, soft hyphen), space (Zs other than U+0020: the no-break space), line and
     /// paragraph separator (Zl, Zp), private-use, surrogate and unassigned code points, and
     /// every other default-ignorable code point (variation selectors, Hangul fillers).
     /// - Throws: `.badInput`, e.g. "run name 'ab\u{200B}c' contains U+200B ZERO WIDTH SPACE at
     ///   position 3".
     public static func validateName(_ name: String, kind: String) throws(CKStoreError) {
-        for (index, scalar) in name.unicodeScalars.enumerated() where isInvisibleOrConfusable(scalar) {
+        // U+0020 stays allowed here (metric names such as "val loss" predate these checks);
+        // run names refuse it separately.
+        for (index, scalar) in name.unicodeScalars.enumerated() where scalar != " " && isInvisibleOrConfusable(scalar) {
             throw CKStoreError(
                 .badInput,
                 "\(kind) '\(escapedForMessage(name))' contains \(describe(scalar)) at position \(index + 1)"
