@@ -70,18 +70,24 @@ enum PutCommand {
 
     /// Opens the store for a put: a missing store is created only where the user said
     /// (--store or $CKSTORE_DIR), never at the ./.ckstore default of whatever folder this is.
+    /// Opening and creating go through `Store(path:)` and `Store.openOrCreate(path:)`, so every
+    /// check those make on an existing or half-present store applies to put as well.
     private static func openForPut(_ globals: GlobalOptions) throws(CKStoreError) -> Store {
         let path = globals.storePath
-        if access("\(path)/ckstore.db", F_OK) != 0 {
-            guard globals.storeIsExplicit else {
+        let existed = access("\(path)/ckstore.db", F_OK) == 0
+        if existed || !globals.storeIsExplicit {
+            do {
+                return try Store(path: path)
+            } catch  where error.code == .notFound && !globals.storeIsExplicit {
                 throw CKStoreError(
                     .notFound,
                     "no store at \(path) (the default, in the current folder); run 'ckstore init' to create it, "
                         + "or give the store with --store PATH or $CKSTORE_DIR")
             }
-            if try Store.initialize(at: path) { Console.err("ckstore: created store at \(path)") }
         }
-        return try Store(path: path)
+        let store = try Store.openOrCreate(path: path)
+        if !existed { Console.err("ckstore: created store at \(path)") }
+        return store
     }
 
     /// The put's result as JSON.
