@@ -562,39 +562,73 @@ def test_a_long_output_name_fits_the_temporary_name(ckstore_bin, filled, model, 
 # Item 19: an interrupted get leaves no temporary file
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_get_removes_its_temporary_file(ckstore_bin, store, tmp_path, sig):
-    assert run(ckstore_bin, "--store", store, "init").returncode == 0
+def stalled_get(binary: str, store: str, tmp_path: Path, **popen):
+    """Starts `get b@1 -o OUT/F` of a 6-chunk snapshot whose last blob is a FIFO: get opens it
+    and blocks there, its temporary output file already holding the first chunks (a get stalled
+    on slow storage). Returns (process, out folder, restore) once the temporary file exists;
+    `restore()` puts the blob back."""
+    assert run(binary, "--store", store, "init").returncode == 0
     set_chunk_size(store, 1 << 20)
-    write_model(tmp_path / "big.safetensors", floats=1_500_000, seed=6)  # 6 chunks
-    assert run(ckstore_bin, "--store", store, "put", "--run", "b", "--step", "1", str(tmp_path / "big.safetensors")).returncode == 0
-    # Replace the last chunk's blob with a FIFO: get opens it and blocks there, its temporary
-    # output file already holding the first chunks (a get stalled on slow storage).
+    write_model(tmp_path / "big.safetensors", floats=1_500_000, seed=6)
+    assert run(binary, "--store", store, "put", "--run", "b", "--step", "1", str(tmp_path / "big.safetensors")).returncode == 0
     blobs = sorted(glob.glob(f"{store}/objects/*/*"), key=os.path.getmtime)
     victim = blobs[-1]
     saved = Path(victim).read_bytes()
     os.unlink(victim)
     os.mkfifo(victim)
+
+    def restore():
+        os.unlink(victim)
+        Path(victim).write_bytes(saved)
+
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    proc = subprocess.Popen([ckstore_bin, "--store", store, "get", "b@1", "-o", str(out_dir / "F")],
-                            stderr=subprocess.PIPE, env=env_without_store())
+    proc = subprocess.Popen([binary, "--store", store, "get", "b@1", "-o", str(out_dir / "F")], stderr=subprocess.PIPE,
+                            env=env_without_store(), **popen)
+    deadline = time.monotonic() + 30
+    while not glob.glob(str(out_dir / ".F.tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    if not glob.glob(str(out_dir / ".F.tmp-*")):
+        proc.kill()
+        proc.wait()
+        restore()
+        pytest.fail(f"no temporary file appeared (exit {proc.returncode})")
+    time.sleep(0.2)
+    return proc, out_dir, restore
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_interrupted_get_removes_its_temporary_file(ckstore_bin, store, tmp_path, sig):
+    proc, out_dir, restore = stalled_get(ckstore_bin, store, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not glob.glob(str(out_dir / ".F.tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert glob.glob(str(out_dir / ".F.tmp-*")), f"no temporary file appeared ({proc.poll()})"
-        time.sleep(0.2)
         proc.send_signal(sig)
         status = proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        os.unlink(victim)
-        Path(victim).write_bytes(saved)
+        restore()
     assert status == -sig, f"exit status {status} should report signal {sig}"
     assert os.listdir(out_dir) == [], "the temporary file was removed"
     # Nothing else broke: the get works once the blob is back.
     assert run(ckstore_bin, "--store", store, "get", "b@1", "-o", str(out_dir / "F")).returncode == 0
     assert (out_dir / "F").read_bytes() == (tmp_path / "big.safetensors").read_bytes()
+
+
+def test_a_signal_the_parent_ignores_stays_ignored(ckstore_bin, store, tmp_path):
+    # nohup, or a background job's SIGINT: ckstore must not start acting on it.
+    proc, out_dir, restore = stalled_get(ckstore_bin, store, tmp_path,
+                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None, "an ignored SIGINT ended the process"
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        restore()
+    assert status == -signal.SIGTERM
+    assert os.listdir(out_dir) == []
