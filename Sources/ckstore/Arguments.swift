@@ -12,8 +12,11 @@ struct Arguments {
         self.command = command
     }
 
-    /// True when `--help` or `-h` is present.
-    var wantsHelp: Bool { items.contains("--help") || items.contains("-h") }
+    /// True when `--help` or `-h` is present before `--` (after it they are literal arguments).
+    var wantsHelp: Bool {
+        let options = items.prefix { $0 != "--" }
+        return options.contains("--help") || options.contains("-h")
+    }
 
     /// Removes every `--name VALUE` / `--name=VALUE` and returns the values in order.
     mutating func values(_ name: String) throws(CKStoreError) -> [String] {
@@ -27,7 +30,9 @@ struct Arguments {
                 break
             }
             if item == name {
-                guard i + 1 < items.count else { throw usage("\(name) needs a value") }
+                // A following `--option` (or `--`) is the next option, never this one's value:
+                // `--run --step 5` is a missing run name, not a run called "--step".
+                guard i + 1 < items.count, !items[i + 1].hasPrefix("--") else { throw usage("\(name) needs a value") }
                 found.append(items[i + 1])
                 i += 2
                 continue
@@ -96,7 +101,8 @@ struct Arguments {
     }
 }
 
-/// Parses `NAME=VALUE` metric arguments.
+/// Parses `NAME=VALUE` metric arguments. A name given twice is a usage error (which value
+/// was meant?); a name with invisible or non-NFC characters is bad input.
 func parseMetrics(_ items: [String], command: String) throws(CKStoreError) -> [(String, Double)] {
     var result: [(String, Double)] = []
     for item in items {
@@ -104,6 +110,11 @@ func parseMetrics(_ items: [String], command: String) throws(CKStoreError) -> [(
             throw CKStoreError(.usage, "\(command): metric '\(item)' must be NAME=VALUE")
         }
         let name = String(item[..<eq])
+        if result.contains(where: { $0.0 == name }) {
+            throw CKStoreError(
+                .usage, "\(command): metric '\(name)' given more than once (see 'ckstore \(command) --help')")
+        }
+        try Store.validateName(name, kind: "metric name")
         guard let value = Double(item[item.index(after: eq)...]), value.isFinite else {
             throw CKStoreError(.badInput, "\(command): metric '\(name)' needs a finite number, got '\(item[item.index(after: eq)...])'")
         }

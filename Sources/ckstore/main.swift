@@ -18,6 +18,9 @@ struct Command: Sendable {
 struct GlobalOptions {
     /// The store location (--store, $CKSTORE_DIR, ./.ckstore).
     var storePath: String
+    /// True when the location was given (--store or $CKSTORE_DIR), false for the ./.ckstore
+    /// default: `put` creates a missing store only at a location that was asked for.
+    var storeIsExplicit: Bool
     /// Print the chain of causes on errors.
     var verbose: Bool
 }
@@ -46,46 +49,105 @@ let mainHelp = """
     commands:
     \(commands.map { "  \($0.0.padding(toLength: 8, withPad: " ", startingAt: 0))\($0.1.summary)" }.joined(separator: "\n"))
 
-    'ckstore COMMAND --help' describes a command. Exit status: 0 ok, 1 failure (not found, bad
-    input, conflict), 2 usage error, 3 integrity failure (stored data is missing or damaged).
+    'ckstore help COMMAND' or 'ckstore COMMAND --help' describes a command; 'ckstore version'
+    (or --version) prints the version. The global options --store PATH (or --store=PATH),
+    --verbose (-v) and --version may also follow the command. Exit status: 0 ok, 1 failure
+    (not found, bad input, conflict), 2 usage error, 3 integrity failure (stored data is
+    missing or damaged).
     """
+
+/// The global options found anywhere before `--` in the command line.
+struct ParsedCommandLine {
+    var storePath: String?
+    var verbose = false
+    var version = false
+    /// Everything else, in order.
+    var rest: [String] = []
+}
+
+/// Removes the global options (`--store PATH`, `--store=PATH`, `--verbose`, `-v`,
+/// `--version`) from anywhere before a `--`, so that they may precede or follow the command.
+func parseGlobalOptions(_ argv: [String]) throws(CKStoreError) -> ParsedCommandLine {
+    var parsed = ParsedCommandLine()
+    var i = 0
+    while i < argv.count {
+        let item = argv[i]
+        if item == "--" {
+            parsed.rest.append(contentsOf: argv[i...])
+            break
+        }
+        switch item {
+        case "--verbose", "-v": parsed.verbose = true
+        case "--version": parsed.version = true
+        case "--store":
+            guard i + 1 < argv.count, !argv[i + 1].hasPrefix("--"), !argv[i + 1].isEmpty else {
+                throw CKStoreError(.usage, "--store needs a path")
+            }
+            guard parsed.storePath == nil else { throw CKStoreError(.usage, "--store given more than once") }
+            parsed.storePath = argv[i + 1]
+            i += 1
+        default:
+            if item.hasPrefix("--store=") {
+                guard parsed.storePath == nil else { throw CKStoreError(.usage, "--store given more than once") }
+                let path = String(item.dropFirst(8))
+                guard !path.isEmpty else { throw CKStoreError(.usage, "--store needs a path") }
+                parsed.storePath = path
+            } else {
+                parsed.rest.append(item)
+            }
+        }
+        i += 1
+    }
+    return parsed
+}
+
+/// `~` and `~/…` in a store path given as `--store=~/x` or `CKSTORE_DIR="~/x"`, where no
+/// shell expanded it: the home folder, rather than a folder literally named `~`.
+func expandHome(_ path: String) -> String {
+    guard path == "~" || path.hasPrefix("~/"), let home = getenv("HOME"), home.pointee != 0 else { return path }
+    return String(cString: home) + path.dropFirst()
+}
 
 /// Parses global options and runs the command; returns the exit status.
 @MainActor
 func runMain(_ argv: [String]) -> Int32 {
-    var rest = argv
-    var storePath: String?
-    var verbose = false
-    while let first = rest.first, first.hasPrefix("-") {
-        rest.removeFirst()
-        switch first {
-        case "--version":
-            Console.out("ckstore \(ckstoreVersion)")
-            return 0
-        case "--help", "-h":
+    let parsed: ParsedCommandLine
+    do {
+        parsed = try parseGlobalOptions(argv)
+    } catch {
+        Console.err("ckstore: error: \(error.message) (see 'ckstore --help')")
+        return error.exitCode
+    }
+    var rest = parsed.rest
+    if parsed.version || rest.first == "version" {
+        Console.out("ckstore \(ckstoreVersion)")
+        return 0
+    }
+    if let first = rest.first, first.hasPrefix("-"), first != "--" {
+        if first == "--help" || first == "-h" {
             Console.out(mainHelp)
             return 0
-        case "--verbose", "-v":
-            verbose = true
-        case "--store":
-            guard let p = rest.first else {
-                Console.err("ckstore: error: --store needs a path")
-                return 2
-            }
-            storePath = p
-            rest.removeFirst()
-        default:
-            if first.hasPrefix("--store=") {
-                storePath = String(first.dropFirst(8))
-            } else {
-                Console.err("ckstore: error: unknown option \(first) (see 'ckstore --help')")
-                return 2
-            }
         }
+        Console.err("ckstore: error: unknown option \(first) (see 'ckstore --help')")
+        return 2
     }
-    guard let name = rest.first else {
+    if rest.first == "--" { rest.removeFirst() }
+    guard var name = rest.first else {
         Console.err(mainHelp)
         return 2
+    }
+    if name == "help" {
+        // `ckstore help` is the main help; `ckstore help COMMAND` is that command's.
+        guard rest.count > 1 else {
+            Console.out(mainHelp)
+            return 0
+        }
+        name = rest[1]
+        if name == "help" {
+            Console.out(mainHelp)
+            return 0
+        }
+        rest = [name, "--help"]
     }
     guard let command = commands.first(where: { $0.0 == name })?.1 else {
         Console.err("ckstore: error: unknown command '\(name)' (see 'ckstore --help')")
@@ -96,12 +158,18 @@ func runMain(_ argv: [String]) -> Int32 {
         Console.out(command.help)
         return 0
     }
-    let globals = GlobalOptions(storePath: Store.resolvePath(explicit: storePath), verbose: verbose)
+    let fromEnvironment = getenv("CKSTORE_DIR").map { $0.pointee != 0 } ?? false
+    let globals = GlobalOptions(
+        storePath: expandHome(Store.resolvePath(explicit: parsed.storePath)),
+        storeIsExplicit: parsed.storePath != nil || fromEnvironment, verbose: parsed.verbose)
+    // A command interrupted by SIGINT/SIGTERM/SIGHUP removes the temporary files it was
+    // writing (get -o, plot -o) before dying of the signal. `watch` handles the signals itself.
+    if name != "watch" { InterruptCleanup.install() }
     do {
         return try command.run(&args, globals)
     } catch {
         Console.err("ckstore: error: \(error.message)")
-        if verbose { Console.err(error.detailedDescription()) }
+        if parsed.verbose { Console.err(error.detailedDescription()) }
         return error.exitCode
     }
 }

@@ -42,7 +42,9 @@ the same name are an error.
 
 The ckstore binary is ``binary=`` if given, else ``$CKSTORE_BIN``, else ``ckstore`` on PATH.
 The store is ``store=`` if given (passed as ``--store``), else whatever ckstore defaults to
-(``$CKSTORE_DIR``, then ``./.ckstore``).
+(``$CKSTORE_DIR``, then ``./.ckstore``). ``ckstore put`` creates a missing store only at an
+explicit location (``store=`` or ``$CKSTORE_DIR``); the ``./.ckstore`` default must have been
+created with ``ckstore init``.
 """
 
 from __future__ import annotations

@@ -73,6 +73,7 @@ extension Store {
             }
             let header = layout.outputHeader(plan: plan)
             let output = try target.map { (t) throws(CKStoreError) in try OutputWriter(t) }
+            output?.progress = progressMeter(total: 8 + header.count + layout.manifests.last!.dataLength)
             try output?.write(SafetensorsHeader.lengthPrefix(header.count))
             try output?.write(header)
             let cache =
@@ -82,10 +83,9 @@ extension Store {
             try computeAverage(
                 plan: plan, layout: layout, tensorIndices: Array(layout.tensors.indices), cache: cache, writingTo: positional
             ) { (result) throws(CKStoreError) in
-                if positional == nil { try output?.write(result.output.bytes) }
+                if positional == nil { try output?.write(result.output.bytes) } else { output?.advance(by: result.output.count) }
                 if let stored = result.stored { chunkLists[result.tensorIndex].append(stored) }
             }
-            if positional != nil { output?.advance(by: layout.manifests.last!.dataLength) }
             var digest: SHA256Digest?
             if cache != nil {
                 let tensors = layout.tensors.enumerated().map { i, t in TensorEntry(info: t.info, chunks: chunkLists[i]) }

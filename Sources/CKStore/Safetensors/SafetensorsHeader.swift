@@ -249,7 +249,8 @@ enum TensorInfoDecoder {
                 "\(label): dtype is \(SafetensorsHeader.describe(dtypeValue)), expected a string")
         }
         guard let dtype = DType(rawValue: dtypeName) else {
-            throw SafetensorsError(.unknownDType, "\(label): unknown dtype \(JSON.quoted(dtypeName))")
+            let hint = DType.suggestion(for: dtypeName).map { " (did you mean \"\($0.rawValue)\"?)" } ?? ""
+            throw SafetensorsError(.unknownDType, "\(label): unknown dtype \(JSON.quoted(dtypeName))\(hint)")
         }
         let shape = try integers(shapeValue, field: "shape", label)
         let offsets = try integers(offsetsValue, field: "data_offsets", label)

@@ -32,14 +32,27 @@ struct PositionalOutput: @unchecked Sendable {
 }
 
 /// An output being written: owns the descriptor and, for files, the temporary name, which is
-/// removed unless `commit()` renames it into place.
+/// removed unless `commit()` renames it into place (or, when the process is interrupted by
+/// SIGINT/SIGTERM/SIGHUP, by `InterruptCleanup`).
+///
+/// Where a file target is written:
+/// - `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`, `/proc/self/fd/N`: descriptor N itself (as
+///   `-o -` does), at its current offset, so `get -o /dev/stdout > out` fills `out`;
+/// - a device, FIFO or socket, or a symlink to one: written through, in place;
+/// - a symlink to a regular file, or a dangling one: the link is followed to its final target
+///   and the temporary file is created beside that target and renamed over it, so the link
+///   stays and now points to the new content;
+/// - anything else: a temporary file beside the path, renamed into place.
 public final class OutputWriter {
     private var handle: FileHandle?
-    private let temporaryPath: String?
+    private var temporaryPath: String?
     private let finalPath: String?
     private var committed = false
+    private var cleanupToken: Int?
     /// Bytes written so far.
     public private(set) var bytesWritten = 0
+    /// Progress reporting, when the caller asked for it.
+    var progress: ProgressMeter?
 
     /// Opens the target for writing.
     public init(_ target: OutputTarget) throws(CKStoreError) {
@@ -49,9 +62,20 @@ public final class OutputWriter {
             temporaryPath = nil
             finalPath = nil
         case .file(let path):
+            if let fd = OutputWriter.descriptorAlias(path) {
+                let copy = dup(fd)
+                guard copy >= 0 else {
+                    throw CKStoreError(.environment, "cannot write \(path): descriptor \(fd) is not open")
+                }
+                handle = FileHandle(adopting: copy, path: path)
+                temporaryPath = nil
+                finalPath = path
+                return
+            }
             if case .success(let st) = Sys.fileStatus(path), !st.isRegular {
-                // A device or FIFO (/dev/null, a named pipe): write to it directly; renaming a
-                // temporary file over it would replace the device.
+                guard !st.isDirectory else { throw CKStoreError(.badInput, "cannot write \(path): it is a directory") }
+                // A device, FIFO or socket (/dev/null, a named pipe), or a link to one: write
+                // to it directly; renaming a temporary file over it would replace it.
                 do {
                     handle = try FileHandle(path: path, flags: O_WRONLY)
                 } catch {
@@ -61,22 +85,81 @@ public final class OutputWriter {
                 finalPath = path
                 return
             }
-            let slash = path.lastIndex(of: "/")
-            let dir = slash.map { String(path[..<$0]) } ?? "."
-            let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-            let temp = FileSystem.temporaryName(prefix: "\(dir.isEmpty ? "/" : dir)/.\(base)")
+            // A symlink (to a regular file, or dangling): replace its target, keep the link.
+            let target = try OutputWriter.followLinks(path)
+            let slash = target.lastIndex(of: "/")
+            let dir = slash.map { String(target[..<$0]) } ?? "."
+            let base = slash.map { String(target[target.index(after: $0)...]) } ?? target
+            let temp = FileSystem.temporaryName(prefix: "\(dir.isEmpty ? "" : dir)/.\(OutputWriter.shortened(base))")
+            // Registered before it exists: an interrupt between open and register leaves nothing.
+            cleanupToken = InterruptCleanup.register(temp)
             do {
                 handle = try FileHandle(path: temp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
             } catch {
+                InterruptCleanup.unregister(cleanupToken!)
+                cleanupToken = nil
                 throw CKStoreError(.environment, "cannot write \(path): \(error)", cause: error)
             }
             temporaryPath = temp
-            finalPath = path
+            finalPath = target
         }
+    }
+
+    /// The descriptor a path names when it is one of the descriptor aliases (`/dev/stdout`,
+    /// `/dev/stderr`, `/dev/fd/N`, `/proc/self/fd/N`, `/proc/<own pid>/fd/N`), else nil.
+    static func descriptorAlias(_ path: String) -> Int32? {
+        switch path {
+        case "/dev/stdout": return 1
+        case "/dev/stderr": return 2
+        default: break
+        }
+        for prefix in ["/dev/fd/", "/proc/self/fd/", "/proc/\(getpid())/fd/"] where path.hasPrefix(prefix) {
+            let rest = path.dropFirst(prefix.count)
+            guard !rest.isEmpty, rest.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int32(rest) else { return nil }
+            return n
+        }
+        return nil
+    }
+
+    /// Follows `path` through symlinks (at most 40) to the path of the final target, which
+    /// need not exist. Relative link targets are taken relative to the link's folder.
+    static func followLinks(_ path: String) throws(CKStoreError) -> String {
+        var current = path
+        for _ in 0..<40 {
+            var st = stat()
+            guard lstat(current, &st) == 0, st.st_mode & S_IFMT == S_IFLNK else { return current }
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(current, &buffer, buffer.count - 1)
+            guard n > 0 else { return current }
+            let target = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if target.hasPrefix("/") {
+                current = target
+            } else {
+                let slash = current.lastIndex(of: "/")
+                current = slash.map { String(current[...$0]) + target } ?? target
+            }
+        }
+        throw CKStoreError(.badInput, "cannot write \(path): too many levels of symbolic links")
+    }
+
+    /// A file name cut to at most 100 bytes (on a character boundary), so that the temporary
+    /// name built from it (".NAME.tmp-PID-…") stays within NAME_MAX.
+    static func shortened(_ name: String) -> String {
+        guard name.utf8.count > 100 else { return name }
+        var result = ""
+        var bytes = 0
+        for character in name {
+            let n = character.utf8.count
+            guard bytes + n <= 100 else { break }
+            result.append(character)
+            bytes += n
+        }
+        return result
     }
 
     deinit {
         if !committed, let temporaryPath { FileSystem.removeIfPresent(temporaryPath) }
+        if let cleanupToken { InterruptCleanup.unregister(cleanupToken) }
     }
 
     /// A handle for writing at offsets from worker threads, when the output is a regular file
@@ -89,6 +172,7 @@ public final class OutputWriter {
     /// Records `count` bytes written through `positional` after the current end.
     func advance(by count: Int) {
         bytesWritten += count
+        progress?.add(count)
     }
 
     /// Appends bytes.
@@ -96,6 +180,7 @@ public final class OutputWriter {
         do {
             try handle!.writeAll(bytes)
             bytesWritten += bytes.count
+            progress?.add(bytes.count)
         } catch {
             throw CKStoreError(.environment, "cannot write \(finalPath ?? "<stdout>") at byte \(bytesWritten): \(error)", cause: error)
         }
@@ -121,6 +206,8 @@ public final class OutputWriter {
                 _ = try Sys.rename(temporaryPath, finalPath).get()
             }
             committed = true
+            if let cleanupToken { InterruptCleanup.unregister(cleanupToken) }
+            cleanupToken = nil
         } catch {
             throw CKStoreError(.environment, "cannot write \(finalPath ?? "<stdout>"): \(error)", cause: error)
         }

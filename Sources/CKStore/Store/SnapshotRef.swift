@@ -31,8 +31,11 @@ public enum SnapshotRef: Sendable, Equatable, CustomStringConvertible {
         if text.count >= 8, text.count <= 64, text.allSatisfy(\.isHexDigit) {
             return .prefix(text.lowercased())
         }
+        // A bare run name is the most common slip: suggest its latest snapshot.
+        let hint = (try? Store.validateRunName(text)) != nil ? " (did you mean '\(text)@latest'?)" : ""
         throw CKStoreError(
-            .badInput, "invalid ref '\(text)': expected RUN@STEP, RUN@latest, sha256:<64 hex> or a hex prefix of at least 8 digits")
+            .badInput,
+            "invalid ref '\(text)': expected RUN@STEP, RUN@latest, sha256:<64 hex> or a hex prefix of at least 8 digits\(hint)")
     }
 
     public var description: String {
@@ -79,7 +82,12 @@ extension Store {
                 return ResolvedRef(digest: digest, snapshot: nil)
             case .prefix(let prefix):
                 let matches = try metadata.manifestDigests(prefix: prefix, limit: 5)
-                guard let first = matches.first else { throw CKStoreError(.notFound, "no snapshot digest starts with \(prefix)") }
+                guard let first = matches.first else {
+                    // A run whose name looks like hex ("deadbeef") was probably meant.
+                    let isRun = (try? metadata.snapshots(run: prefix)) != nil
+                    throw CKStoreError(
+                        .notFound, "no snapshot digest starts with \(prefix)" + (isRun ? " (did you mean '\(prefix)@latest'?)" : ""))
+                }
                 guard matches.count == 1 else {
                     throw CKStoreError(
                         .notFound,

@@ -83,11 +83,14 @@ extension Store {
         return try withLock(exclusive: false) { () throws(CKStoreError) -> GetReport in
             let (ref, manifest) = try currentManifest(of: resolved)
             let output = try OutputWriter(target)
+            output.progress = progressMeter(total: manifest.fileLength)
             try output.write(SafetensorsHeader.lengthPrefix(manifest.headerBytes.count))
             try output.write(manifest.headerBytes)
             if let sink = output.positional {
-                try forEachChunk(of: manifest, label: ref.label, writingTo: (sink, output.bytesWritten)) { _ throws(CKStoreError) in }
-                output.advance(by: manifest.dataLength)
+                // The workers have written each chunk when it is delivered: count it.
+                try forEachChunk(of: manifest, label: ref.label, writingTo: (sink, output.bytesWritten)) { (bytes) throws(CKStoreError) in
+                    output.advance(by: bytes.count)
+                }
             } else {
                 try forEachChunk(of: manifest, label: ref.label) { (bytes) throws(CKStoreError) in try output.write(bytes) }
             }

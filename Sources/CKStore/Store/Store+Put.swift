@@ -79,19 +79,6 @@ private struct IngestWorker {
 }
 
 extension Store {
-    /// Validates a run name: 1–200 characters, no control characters, no '@' or ','
-    /// (they separate refs), not starting with '-'.
-    public static func validateRunName(_ run: String) throws(CKStoreError) {
-        guard !run.isEmpty, run.count <= 200 else {
-            throw CKStoreError(.badInput, "run name must be 1 to 200 characters")
-        }
-        guard !run.hasPrefix("-"), !run.contains("@"), !run.contains(","),
-            !run.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == " " })
-        else {
-            throw CKStoreError(.badInput, "invalid run name '\(run)': no '@', ',', spaces or control characters, and no leading '-'")
-        }
-    }
-
     /// Reads a safetensors file from `source`, stores its chunks and records it as RUN@STEP.
     ///
     /// The header is parsed and validated before any blob is written; the data section is
@@ -107,6 +94,7 @@ extension Store {
         from source: InputSource, run: String, step: Int, metrics: [(String, Double)] = [], force: Bool = false
     ) throws(CKStoreError) -> PutReport {
         try Store.validateRunName(run)
+        for (name, _) in metrics { try Store.validateName(name, kind: "metric name") }
         guard step >= 0 else { throw CKStoreError(.badInput, "step must be a non-negative integer, got \(step)") }
         try requireWritable()
         let start = nowMilliseconds()
@@ -120,6 +108,7 @@ extension Store {
             throw CKStoreError(.badInput, "cannot read \(source.displayName): \(error)", cause: error)
         }
         var reader = StreamReader(file: input, name: source.displayName)
+        reader.progress = progressMeter(total: nil)
         let header = try reader.readHeader()
         return try withLock(exclusive: false) { () throws(CKStoreError) -> PutReport in
             var written: [SHA256Digest] = []

@@ -27,6 +27,8 @@ extension Store {
     /// Records metric values for RUN@STEP under a variant ("raw" for the snapshot itself).
     public func recordMetrics(run: String, step: Int, variant: String, values: [(String, Double)]) throws(CKStoreError) {
         try requireWritable()
+        try Store.validateName(variant, kind: "variant name")
+        for (name, _) in values { try Store.validateName(name, kind: "metric name") }
         try wrapping("record metrics for \(run)@\(step)") {
             try metadata.recordMetrics(run: run, step: step, variant: variant, values: values)
         }

@@ -26,6 +26,9 @@ public final class Store {
     /// Re-hash every chunk read with SHA-256 even when the store's `verify_reads` is
     /// `checksum` (`get --verify`).
     public var forceSHA256Verification = false
+    /// Called every 100 ms or so while `put` reads its input and `get` writes its output
+    /// (from the calling thread), for a progress display; nil for none.
+    public var progressHandler: ((TransferProgress) -> Void)?
 
     /// Whether reads re-hash decoded chunks with SHA-256.
     var verifiesSHA256OnRead: Bool { forceSHA256Verification || configuration.verifyReadsWithSHA256 }

@@ -10,6 +10,8 @@ struct StreamReader: ~Copyable {
     private var knownSize: Int?
     /// The expected total length once the header is parsed.
     private var expectedLength = 0
+    /// Progress reporting, when the caller asked for it.
+    var progress: ProgressMeter?
 
     init(file: consuming FileHandle, name: String) {
         self.file = file
@@ -21,9 +23,23 @@ struct StreamReader: ~Copyable {
 
     private mutating func read(_ count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(CKStoreError) -> Int {
         do {
-            let n = try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
-            offset += n
-            return n
+            guard let progress else {
+                let n = try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
+                offset += n
+                return n
+            }
+            // With progress, read in slices of at most 1 MiB, so that a slow input (a pipe fed
+            // by a trainer) moves the display within a chunk.
+            var total = 0
+            while total < count {
+                let slice = min(count - total, 1 << 20)
+                let n = try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[total..<total + slice]))
+                total += n
+                offset += n
+                progress.add(n)
+                if n < slice { break }
+            }
+            return total
         } catch {
             throw CKStoreError(.badInput, "\(name): read failed at byte \(offset): \(error)", cause: error)
         }
@@ -48,17 +64,25 @@ struct StreamReader: ~Copyable {
         do {
             length = try SafetensorsHeader.headerLength(prefix: prefix, fileSize: knownSize)
         } catch {
+            // Most often another format given by mistake (a PyTorch .bin, a .npy, a GGUF):
+            // say so rather than report a multi-gigabyte header length.
+            if let other = ForeignFormat.identify(prefix) { throw other.error(name) }
             throw CKStoreError(.badInput, "\(name): \(error)", cause: error)
         }
+        if let knownSize { progress?.total = knownSize }
         let headerBytes = try readArray(length)
         let got = headerBytes.count
         guard got == length else {
+            if let other = ForeignFormat.identify(prefix) { throw other.error(name) }
             throw CKStoreError(.badInput, "\(name): truncated at byte \(8 + got): the header is \(length) bytes")
         }
         let header: SafetensorsHeader
         do {
             header = try SafetensorsHeader.parse(headerBytes: headerBytes)
         } catch {
+            if error.kind == .notAnObject || error.kind == .invalidUTF8, let other = ForeignFormat.identify(prefix) {
+                throw other.error(name)
+            }
             throw CKStoreError(.badInput, "\(name): \(error)", cause: error)
         }
         // The metadata database keeps tensor names as C strings, so a name with U+0000 would
@@ -69,6 +93,7 @@ struct StreamReader: ~Copyable {
                 .badInput, "\(name): tensor \(JSON.quoted(bad.name)): names containing NUL (\\u0000) are not supported")
         }
         expectedLength = header.fileLength
+        progress?.total = knownSize ?? expectedLength
         if let knownSize, knownSize != expectedLength {
             if knownSize < expectedLength {
                 let tensor = header.tensors.first { 8 + length + $0.dataEnd > knownSize }

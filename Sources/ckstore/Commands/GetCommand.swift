@@ -26,12 +26,15 @@ enum GetCommand {
             records against the blob's name, XXH64 checksum of the stored bytes, decoded length;
             with --verify or verify_reads "sha256" also the SHA-256 of the decoded bytes against
             the chunk's name); a missing, damaged or misplaced blob is exit 3. -o FILE writes
-            atomically (a temporary file renamed into place); -o - writes to standard output.
+            atomically (a temporary file renamed into place, removed if ckstore is interrupted);
+            -o - writes to standard output. When FILE is a symlink, its target is replaced and
+            the link kept; a device, FIFO or /dev/stdout is written in place. On a terminal, a
+            get that takes over a second shows its progress on stderr.
 
             \(QueryOptions.help)
               --no-cache                compute without storing the result
               --verify                  also re-hash every chunk read with SHA-256
-              --quiet                   no summary on stderr
+              --quiet                   no summary and no progress on stderr
             """,
         run: { (args, globals) throws(CKStoreError) in
             let short = try args.value("-o")
@@ -43,11 +46,15 @@ enum GetCommand {
             let run = try args.value("--run")
             let options = try QueryOptions.parse(&args)
             let target: OutputTarget = out == "-" ? .standardOutput : .file(out)
+            let progress = ProgressDisplay.make(quiet: quiet, verb: "get")
+            defer { progress?.clear() }
             if let query = options.query {
                 _ = try args.positionals(max: 0, names: "")
                 let store = try Store(path: globals.storePath)
                 store.forceSHA256Verification = verify
+                store.progressHandler = progress.map { display in { display.update($0) } }
                 let report = try store.materialize(try store.plan(query, run: run), to: target, useCache: !noCache)
+                progress?.clear()
                 let plan = report.plan
                 for note in report.cacheNotes { Console.err("ckstore: warning: \(note)") }
                 if !quiet {
@@ -68,8 +75,10 @@ enum GetCommand {
             let refText = try args.positionals(min: 1, max: 1, names: "REF")[0]
             let store = try Store(path: globals.storePath)
             store.forceSHA256Verification = verify
+            store.progressHandler = progress.map { display in { display.update($0) } }
             let resolved = try store.resolve(try SnapshotRef.parse(refText))
             let report = try store.restore(resolved, to: target)
+            progress?.clear()
             if !quiet && out != "-" {
                 let mbps = report.seconds > 0 ? Double(report.bytesOut) / report.seconds / 1e6 : 0
                 Console.err(

@@ -27,7 +27,10 @@ enum ListCommand {
             if let query = options.query {
                 let plan = try store.plan(query, run: run)
                 if json {
-                    Console.json(plan.json(copied: try store.lazyCheckpoint(plan).copiedTensors))
+                    // The same keys as `show <query> --json`, including whether it is cached.
+                    guard case .object(var fields) = plan.json(copied: try store.lazyCheckpoint(plan).copiedTensors) else { return 2 }
+                    fields.append(("cached", try store.cachedResult(for: plan).map { .string("sha256:\($0.hex)") } ?? .null))
+                    Console.json(.object(fields))
                 } else {
                     var rows = [["INPUT", "STEP", "DIGEST"]]
                     for i in plan.inputs { rows.append([i.label, i.step.map(String.init) ?? "-", "sha256:\(i.digest.hex)"]) }

@@ -15,12 +15,14 @@ enum MetricCommand {
         run: { (args, globals) throws(CKStoreError) in
             let variant = try args.value("--variant") ?? "raw"
             let items = try args.positionals(min: 2, names: "RUN@STEP and at least one NAME=VALUE")
-            guard case .step(let run, let step) = try SnapshotRef.parse(items[0]) else {
-                throw args.usage("the first argument must be RUN@STEP, got '\(items[0])'")
+            guard items[0].contains("@"), case .step(let run, let step) = try SnapshotRef.parse(items[0]) else {
+                throw args.usage(
+                    "the first argument must be RUN@STEP (e.g. \(items[0].split(separator: "@").first ?? "run")@1000), got '\(items[0])'")
             }
             guard !variant.isEmpty, !variant.contains(where: { $0 == " " || $0 == "," }) else {
                 throw args.usage("--variant must be a non-empty name without spaces or commas")
             }
+            try Store.validateName(variant, kind: "variant name")
             let values = try parseMetrics(Array(items.dropFirst()), command: "metric")
             let store = try Store(path: globals.storePath)
             try store.recordMetrics(run: run, step: step, variant: variant, values: values)

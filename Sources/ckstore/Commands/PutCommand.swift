@@ -1,26 +1,36 @@
 import CKStore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `ckstore put`: store a safetensors file as RUN@STEP.
 enum PutCommand {
     static let command = Command(
         summary: "store a safetensors file as RUN@STEP",
         help: """
-            usage: ckstore put --run RUN --step N [--metric NAME=VALUE]... [--force] FILE|-
+            usage: ckstore put --run RUN --step N [--metric NAME=VALUE]... [--force] [--json] FILE|-
 
             Reads a safetensors file (or standard input with '-'), validates it, cuts each
             tensor into content-addressed chunks (deduplicated, filtered, LZ4-compressed) and
             records it as RUN@STEP. Prints the snapshot digest (sha256:…) on stdout and a
-            summary on stderr. Creates the store when missing.
+            summary on stderr; on a terminal, a put that takes over a second shows its progress.
+
+            A missing store is created only at a location given explicitly (--store or
+            $CKSTORE_DIR), with a note on stderr; the ./.ckstore default must exist already
+            ('ckstore init' creates it), so that a put in the wrong folder creates nothing.
 
             Putting identical content at an existing RUN@STEP is a no-op that prints the same
             digest; different content there is refused unless --force replaces it.
 
-              --run RUN              run name (no '@', ',', spaces or control characters)
+              --run RUN              run name (no '@', ',', spaces, control or invisible
+                                     characters; Unicode NFC)
               --step N               training step (non-negative integer)
-              --metric NAME=VALUE    record a metric for this step (repeatable)
+              --metric NAME=VALUE    record a metric for this step (repeatable, one per NAME)
               --force                replace different content at RUN@STEP (drops the metrics
                                      measured on the old content, and says how many)
-              --quiet                no summary on stderr
+              --json                 print the result as JSON on stdout instead of the digest
+              --quiet                no summary and no progress on stderr
             """,
         run: { (args, globals) throws(CKStoreError) in
             guard let run = try args.value("--run") else { throw args.usage("--run is required") }
@@ -28,12 +38,21 @@ enum PutCommand {
             let metrics = try parseMetrics(try args.values("--metric"), command: "put")
             let force = args.flag("--force")
             let quiet = args.flag("--quiet")
+            let json = args.flag("--json")
             let file = try args.positionals(min: 1, max: 1, names: "FILE (or - for standard input)")[0]
             try Store.validateRunName(run)
-            let store = try Store.openOrCreate(path: globals.storePath)
+            let store = try openForPut(globals)
+            let progress = ProgressDisplay.make(quiet: quiet, verb: "put")
+            store.progressHandler = progress.map { display in { display.update($0) } }
+            defer { progress?.clear() }
             let report = try store.put(
                 from: file == "-" ? .standardInput : .file(file), run: run, step: step, metrics: metrics, force: force)
-            Console.out("sha256:\(report.digest.hex)")
+            progress?.clear()
+            if json {
+                Console.json(reportJSON(report, run: run, step: step))
+            } else {
+                Console.out("sha256:\(report.digest.hex)")
+            }
             if !quiet {
                 let what: String
                 switch report.outcome {
@@ -51,4 +70,45 @@ enum PutCommand {
             }
             return 0
         })
+
+    /// Opens the store for a put: a missing store is created only where the user said
+    /// (--store or $CKSTORE_DIR), never at the ./.ckstore default of whatever folder this is.
+    /// Opening and creating go through `Store(path:)` and `Store.openOrCreate(path:)`, so every
+    /// check those make on an existing or half-present store applies to put as well.
+    private static func openForPut(_ globals: GlobalOptions) throws(CKStoreError) -> Store {
+        let path = globals.storePath
+        let existed = access("\(path)/ckstore.db", F_OK) == 0
+        if existed || !globals.storeIsExplicit {
+            do {
+                return try Store(path: path)
+            } catch  where error.code == .notFound && !globals.storeIsExplicit {
+                throw CKStoreError(
+                    .notFound,
+                    "no store at \(path) (the default, in the current folder); run 'ckstore init' to create it, "
+                        + "or give the store with --store PATH or $CKSTORE_DIR")
+            }
+        }
+        let store = try Store.openOrCreate(path: path)
+        if !existed { Console.err("ckstore: created store at \(path)") }
+        return store
+    }
+
+    /// The put's result as JSON.
+    private static func reportJSON(_ report: PutReport, run: String, step: Int) -> JSONValue {
+        let outcome: String
+        var previous: JSONValue = .null
+        switch report.outcome {
+        case .created: outcome = "created"
+        case .unchanged: outcome = "unchanged"
+        case .replaced(let p):
+            outcome = "replaced"
+            previous = .string("sha256:\(p.hex)")
+        }
+        return .object([
+            ("ref", .string("\(run)@\(step)")), ("run", .string(run)), ("step", .int(step)),
+            ("digest", .string("sha256:\(report.digest.hex)")), ("outcome", .string(outcome)), ("previous", previous),
+            ("bytes_in", .int(report.bytesIn)), ("bytes_stored", .int(report.bytesStored)), ("chunks", .int(report.chunkCount)),
+            ("new_chunks", .int(report.newChunks)), ("dedup_hits", .int(report.dedupHits)), ("seconds", .double(report.seconds)),
+        ])
+    }
 }
