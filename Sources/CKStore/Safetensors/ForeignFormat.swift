@@ -55,9 +55,4 @@ enum ForeignFormat: Sendable, Equatable {
         case .html: return "looks like an HTML page, perhaps a failed download"
         }
     }
-
-    /// The error for input `name`.
-    func error(_ name: String) -> CKStoreError {
-        CKStoreError(.badInput, "\(name): not a safetensors file (\(description))")
-    }
 }

@@ -66,14 +66,14 @@ struct StreamReader: ~Copyable {
         } catch {
             // Most often another format given by mistake (a PyTorch .bin, a .npy, a GGUF):
             // say so rather than report a multi-gigabyte header length.
-            if let other = ForeignFormat.identify(prefix) { throw other.error(name) }
+            if let other = ForeignFormat.identify(prefix) { throw StreamReader.foreignFormatError(other, name: name) }
             throw CKStoreError(.badInput, "\(name): \(error)", cause: error)
         }
         if let knownSize { progress?.total = knownSize }
         let headerBytes = try readArray(length)
         let got = headerBytes.count
         guard got == length else {
-            if let other = ForeignFormat.identify(prefix) { throw other.error(name) }
+            if let other = ForeignFormat.identify(prefix) { throw StreamReader.foreignFormatError(other, name: name) }
             throw CKStoreError(.badInput, "\(name): truncated at byte \(8 + got): the header is \(length) bytes")
         }
         let header: SafetensorsHeader
@@ -81,7 +81,7 @@ struct StreamReader: ~Copyable {
             header = try SafetensorsHeader.parse(headerBytes: headerBytes)
         } catch {
             if error.kind == .notAnObject || error.kind == .invalidUTF8, let other = ForeignFormat.identify(prefix) {
-                throw other.error(name)
+                throw StreamReader.foreignFormatError(other, name: name)
             }
             throw CKStoreError(.badInput, "\(name): \(error)", cause: error)
         }
@@ -124,5 +124,13 @@ struct StreamReader: ~Copyable {
         guard try readArray(1).isEmpty else {
             throw CKStoreError(.badInput, "\(name): trailing bytes after the data section, from byte \(at)")
         }
+    }
+}
+
+extension StreamReader {
+    /// The error for input `name` that is another file format than safetensors (kept out of
+    /// Safetensors/, which builds alone in the fuzz target).
+    static func foreignFormatError(_ format: ForeignFormat, name: String) -> CKStoreError {
+        CKStoreError(.badInput, "\(name): not a safetensors file (\(format.description))")
     }
 }
