@@ -22,4 +22,7 @@ out=Sources/CKStorePostgres/PostgresSchemaMigrations.swift
   done
   echo "]"
 } > "$out"
+# Indentation and commas as the tree's .swift-format wants them (the SQL text is unchanged:
+# Swift strips a multi-line literal's indentation).
+PATH="/opt/swift/usr/bin:$PATH" swift format -i "$out"
 echo "wrote $out"

@@ -18,7 +18,9 @@ struct PGConnectionTests {
 
     @Test func bytesRoundTripExactlyIncludingNULs() throws {
         let conn = try connect()
-        let cases: [[UInt8]] = [[], [0], [0, 0, 0], [0, 1, 0, 255, 0, 92, 120, 0], Array(0...255), (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }]
+        let cases: [[UInt8]] = [
+            [], [0], [0, 0, 0], [0, 1, 0, 255, 0, 92, 120, 0], Array(0...255), (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7919) },
+        ]
         for bytes in cases {
             let result = try conn.execute("SELECT $1::bytea, octet_length($1::bytea)::bigint", [.bytes(bytes)])
             #expect(try result.bytes(0, 0) == bytes)
@@ -28,7 +30,10 @@ struct PGConnectionTests {
 
     @Test func unicodeTextRoundTrips() throws {
         let conn = try connect()
-        let texts = ["", "plain", "héllo wörld", "日本語のテキスト", "emoji 🧪🌍👩‍👩‍👧", "e\u{301} combining", "עברית RTL", "\u{10FFFF}\u{FFFD}", "quote ' and \\ backslash $1"]
+        let texts = [
+            "", "plain", "héllo wörld", "日本語のテキスト", "emoji 🧪🌍👩‍👩‍👧", "e\u{301} combining", "עברית RTL", "\u{10FFFF}\u{FFFD}",
+            "quote ' and \\ backslash $1",
+        ]
         for text in texts {
             let result = try conn.execute("SELECT $1::text, char_length($1::text)::bigint", [.text(text)])
             #expect(try result.string(0, 0) == text)
@@ -64,7 +69,10 @@ struct PGConnectionTests {
 
     @Test func doublesRoundTripBitExactlyIncludingNaNAndInfinities() throws {
         let conn = try connect()
-        let values: [Double] = [0, -0.0, 1, -1, 0.1, .pi, .infinity, -.infinity, .greatestFiniteMagnitude, .leastNonzeroMagnitude, .leastNormalMagnitude, 1e308, -2.5e-300]
+        let values: [Double] = [
+            0, -0.0, 1, -1, 0.1, .pi, .infinity, -.infinity, .greatestFiniteMagnitude, .leastNonzeroMagnitude, .leastNormalMagnitude, 1e308,
+            -2.5e-300,
+        ]
         for value in values {
             let back = try conn.execute("SELECT $1::float8", [.double(value)]).double(0, 0)
             #expect(back.bitPattern == value.bitPattern, "\(value)")

@@ -16,7 +16,9 @@ struct PGMigratorTests {
                 "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1")
             let names = try (0..<tables.rowCount).map { try tables.string($0, 0) }
             #expect(
-                names == ["chunks", "derived", "manifests", "metrics", "runs", "schema_migrations", "snapshots", "tensor_chunks", "tensors"])
+                names == [
+                    "chunks", "derived", "manifests", "metrics", "runs", "schema_migrations", "snapshots", "tensor_chunks", "tensors",
+                ])
             let recorded = try conn.execute("SELECT id::bigint, name, applied_at FROM schema_migrations ORDER BY id")
             #expect(try (0..<recorded.rowCount).map { try recorded.string($0, 1) } == postgresSchemaMigrations.map(\.name))
             #expect(try recorded.int64(0, 2) > 1_700_000_000_000)

@@ -8,6 +8,9 @@
 #                                    S3 answers, create the test user, write $DIR/env and print it
 #   Tools/services/ceph.sh stop      stop the daemons by their PIDs and delete $DIR (KEEP=1 keeps it)
 #   Tools/services/ceph.sh status    exit 0 when the gateway of $DIR answers
+#   Tools/services/ceph.sh check     an S3 round trip with the test credentials (start runs it too): bucket create,
+#                                    create-once PUT (If-None-Match: * -> 200, then 412), GET, DELETE; a wrong
+#                                    secret must get 403 (SigV4 is enforced)
 #
 # Environment:
 #   CKSTORE_CEPH_DIR       state folder (default ${TMPDIR:-/tmp}/ckstore-ceph-$UID)
@@ -187,9 +190,36 @@ export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_REGION=us-east-1
 ENV
     chmod 600 "$ENVFILE"
+    check >/dev/null
     say "Ceph $(ceph-mon --version | awk '{print $3}') RADOS Gateway ready on 127.0.0.1:$s3 in $(since "$t0")s" \
         "(mon ${t_mon}s, osd ${t_osd}s, rgw ${t_rgw}s; $DIR)"
     cat "$ENVFILE"
+}
+
+# S3 round trip with curl's SigV4 signer (RGW wants x-amz-content-sha256 on every request).
+check() {
+    [ -s "$ENVFILE" ] || fail "no $ENVFILE: not started"
+    local endpoint bucket code body
+    endpoint=$(sed -n 's/^export AWS_ENDPOINT_URL=//p' "$ENVFILE")
+    bucket=ckstore-check-$(date +%s)-$$
+    s3() { # $1 = secret, then curl arguments; prints the HTTP status
+        local secret=$1; shift
+        curl -s -o "$DIR/check.out" -w '%{http_code}' -m 20 --aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS_KEY:$secret" \
+            -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
+    }
+    code=$(s3 "$SECRET_KEY" -X PUT "$endpoint/$bucket") && [ "$code" = 200 ] || fail "check: create bucket: HTTP $code"
+    code=$(s3 "$SECRET_KEY" -X PUT -H 'If-None-Match: *' --data-binary ckstore "$endpoint/$bucket/k") && [ "$code" = 200 ] ||
+        fail "check: first create-once PUT: HTTP $code"
+    code=$(s3 "$SECRET_KEY" -X PUT -H 'If-None-Match: *' --data-binary other "$endpoint/$bucket/k") && [ "$code" = 412 ] ||
+        fail "check: second create-once PUT: HTTP $code, expected 412"
+    code=$(s3 "$SECRET_KEY" "$endpoint/$bucket/k") && [ "$code" = 200 ] || fail "check: GET: HTTP $code"
+    body=$(cat "$DIR/check.out")
+    [ "$body" = ckstore ] || fail "check: GET returned '$body'"
+    code=$(s3 wrong-secret "$endpoint/$bucket/k") && [ "$code" = 403 ] || fail "check: a wrong secret got HTTP $code, expected 403"
+    code=$(s3 "$SECRET_KEY" -X DELETE "$endpoint/$bucket/k") && [ "$code" = 204 ] || fail "check: DELETE object: HTTP $code"
+    code=$(s3 "$SECRET_KEY" -X DELETE "$endpoint/$bucket") && [ "$code" = 204 ] || fail "check: DELETE bucket: HTTP $code"
+    rm -f "$DIR/check.out"
+    say "check passed (SigV4 enforced, If-None-Match: * honoured)"
 }
 
 stop() {
@@ -214,5 +244,6 @@ install) install ;;
 start) start ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+check) check ;;
+*) echo "usage: $0 install|start|stop|status|check" >&2; exit 2 ;;
 esac
