@@ -39,6 +39,7 @@ loud_warning() {
 }
 if [ "$(id -u)" -eq 0 ] && [ "${CKSTORE_TEST_SERVICES:-1}" != 0 ]; then
     services_dir=$(mktemp -d "${TMPDIR:-/tmp}/ckstore-test-services.XXXXXX")
+    chmod 755 "$services_dir" # the PostgreSQL server runs as the `postgres` user
     export CKSTORE_PG_DIR="$services_dir/postgres" CKSTORE_CEPH_DIR="$services_dir/ceph"
     stop_services() {
         Tools/services/ceph.sh stop >/dev/null 2>&1 || true

@@ -65,6 +65,7 @@ start() {
     # initdb and postgres refuse to run as root: run them as the `postgres` user the package creates.
     if [ "$(id -u)" -eq 0 ]; then as=(runuser -u postgres --); owner=postgres; else owner=$(id -un); fi
     chown "$owner" "$DIR" "$DIR/sock"
+    "${as[@]}" test -w "$DIR/sock" || fail "user $owner cannot write $DIR (is a parent folder not searchable by $owner?)"
 
     port=${CKSTORE_PG_PORT:-}
     if [ -z "$port" ]; then
