@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 //
 // ckstore: a content-addressed checkpoint store for neural-network training.
-// No Swift package dependencies: SQLite, LZ4 and libcrypto are linked as system libraries.
+// No Swift package dependencies: SQLite, LZ4, libcrypto and libpq are linked as system libraries.
 
 import Foundation
 import PackageDescription
@@ -52,6 +52,11 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CPostgres",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
         .target(
             name: "CKStore",
             dependencies: ["CSQLite", "CLZ4", "CCrypto"],
@@ -64,6 +69,16 @@ let package = Package(
         .testTarget(
             name: "CKStoreTests",
             dependencies: ["CKStore"]
+        ),
+        // PostgreSQL metadata backend (issue 10): for now a libpq wrapper and the schema migrations,
+        // independent of CKStore; the metadata store built on it will also depend on the core.
+        .target(
+            name: "CKStorePostgres",
+            dependencies: ["CPostgres"]
+        ),
+        .testTarget(
+            name: "CKStorePostgresTests",
+            dependencies: ["CKStorePostgres"]
         ),
     ]
 )

@@ -8,7 +8,7 @@ export PATH="/opt/swift/usr/bin:$PATH"
 
 # System libraries ckstore links against (and pkg-config, which SwiftPM uses to find them).
 missing=()
-for pkg in pkg-config liblz4-dev libsqlite3-dev libssl-dev; do
+for pkg in pkg-config liblz4-dev libsqlite3-dev libssl-dev libpq-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -25,6 +25,46 @@ fi
 if ! python3 -c "import numpy, safetensors, ml_dtypes, pytest" 2>/dev/null; then
     echo "test.sh: installing Python test packages"
     python3 -m pip install -q numpy safetensors ml-dtypes pytest
+fi
+
+# Live backends for the PostgreSQL and S3 suites: as root (CI), install and start a throwaway
+# PostgreSQL and a single-node Ceph RADOS Gateway (Tools/services/), export their connection
+# settings (CKSTORE_TEST_PG_URL and PGPASSWORD; AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_REGION), and stop them on exit. Suites whose backend is not
+# configured skip, saying why. CKSTORE_TEST_SERVICES=0 skips starting them.
+loud_warning() {
+    printf '\n%s\n' "################################################################################" >&2
+    printf 'test.sh: WARNING: %s\n' "$@" >&2
+    printf '%s\n\n' "################################################################################" >&2
+}
+if [ "$(id -u)" -eq 0 ] && [ "${CKSTORE_TEST_SERVICES:-1}" != 0 ]; then
+    services_dir=$(mktemp -d "${TMPDIR:-/tmp}/ckstore-test-services.XXXXXX")
+    chmod 755 "$services_dir" # the PostgreSQL server runs as the `postgres` user
+    export CKSTORE_PG_DIR="$services_dir/postgres" CKSTORE_CEPH_DIR="$services_dir/ceph"
+    stop_services() {
+        Tools/services/ceph.sh stop >/dev/null 2>&1 || true
+        Tools/services/postgres.sh stop >/dev/null 2>&1 || true
+        rm -rf "$services_dir"
+    }
+    trap stop_services EXIT
+    # Each service: "install" fails (status 3) only when the packages cannot be installed; then
+    # warn loudly and go on without it. A service that is installed but does not start fails the run.
+    for service in postgres ceph; do
+        if Tools/services/$service.sh install; then
+            Tools/services/$service.sh start >"$services_dir/$service.out" || {
+                cat "$services_dir/$service.out" >&2
+                echo "test.sh: error: $service is installed but did not start (its log tail is above)" >&2
+                exit 1
+            }
+            head -1 "$services_dir/$service.out"
+            # shellcheck disable=SC1090
+            . "$services_dir/${service}/env"
+        else
+            loud_warning "cannot install the $service packages: the $service backend suites will be SKIPPED"
+        fi
+    done
+elif [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: not root: backend suites run only where CKSTORE_TEST_PG_URL / AWS_ENDPOINT_URL are set (Tools/services/ starts servers)"
 fi
 
 # Formatting (.swift-format): the tree must be clean; `swift format -i -r Sources Tests` fixes it.
