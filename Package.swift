@@ -46,6 +46,17 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // S3-compatible object storage over libcurl with AWS Signature V4. Standalone for now;
+        // it will back a BlobStore once the core has protocol seams (issue 10).
+        .target(
+            name: "CKStoreS3",
+            dependencies: ["CCurl", "CCrypto"]
+        ),
         .target(
             name: "CKStore",
             dependencies: ["CSQLite", "CLZ4", "CCrypto"],
@@ -58,6 +69,10 @@ let package = Package(
         .testTarget(
             name: "CKStoreTests",
             dependencies: ["CKStore"]
+        ),
+        .testTarget(
+            name: "CKStoreS3Tests",
+            dependencies: ["CKStoreS3"]
         ),
     ]
 )
