@@ -47,9 +47,16 @@ public final class S3Client {
 
     /// Creates the bucket (with the region's location constraint outside `us-east-1`). Returns true
     /// when created, false when it already exists and is ours (or at least accessible to us).
-    /// A bucket owned by someone else is a ``S3Error/conflict(_:)``.
+    /// A bucket owned by someone else is a ``S3Error/conflict(_:)``. (A HEAD comes first: some
+    /// services, Ceph RGW among them, answer 200 to re-creating a bucket one owns.)
     @discardableResult
     public func createBucket() throws(S3Error) -> Bool {
+        do {
+            if try bucketExists() { return false }
+        } catch {
+            // 403 on HEAD: someone else's bucket, or bad credentials; the PUT tells which.
+            guard case .auth = error else { throw error }
+        }
         var body: [UInt8] = []
         if config.region != "us-east-1" {
             body = Array(
@@ -66,6 +73,15 @@ public final class S3Client {
             throw failure("CreateBucket", key: nil, response)
         default:
             throw failure("CreateBucket", key: nil, response)
+        }
+    }
+
+    /// Deletes the bucket, which must be empty. A missing bucket is not an error.
+    public func deleteBucket() throws(S3Error) {
+        let response = try send(operation: "DeleteBucket", method: "DELETE", key: nil)
+        switch response.status {
+        case 200..<300, 404: return
+        default: throw failure("DeleteBucket", key: nil, response)
         }
     }
 

@@ -14,7 +14,7 @@ public enum S3Addressing: String, Sendable, Equatable {
 
 /// Everything an ``S3Client`` needs besides the bucket: endpoint, region, credentials, addressing,
 /// retry and timeout policy. Its description never contains the credentials.
-public struct S3Config: Sendable, CustomStringConvertible {
+public struct S3Config: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// Where requests go.
     public var endpoint: S3Endpoint
     /// The region in the signature's credential scope (and the bucket's location constraint).
@@ -147,12 +147,15 @@ public struct S3Config: Sendable, CustomStringConvertible {
     public var description: String {
         "S3Config(endpoint: \(endpoint), region: \(region), addressing: \(addressing.rawValue), credentials: redacted)"
     }
+
+    /// The same as ``description``.
+    public var debugDescription: String { description }
 }
 
 extension StringProtocol {
-    /// The string without leading and trailing spaces, tabs and carriage returns.
+    /// The string without leading and trailing white space and line breaks (`\r\n` included).
     func trimmingSpaces() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+        let isSpace: (Character) -> Bool = { $0.isWhitespace }
         guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
         return String(self[first...last])
     }
