@@ -47,7 +47,8 @@ import Testing
 
     @Test func lastPageHasNoToken() throws {
         let page = try #require(
-            Self.page("<ListBucketResult><Contents><Key>k</Key><Size>1</Size></Contents><IsTruncated>false</IsTruncated></ListBucketResult>"))
+            Self.page(
+                "<ListBucketResult><Contents><Key>k</Key><Size>1</Size></Contents><IsTruncated>false</IsTruncated></ListBucketResult>"))
         #expect(page.objects == [S3ObjectInfo(key: "k", size: 1)])
         #expect(!page.isTruncated)
     }

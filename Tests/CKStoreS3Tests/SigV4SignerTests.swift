@@ -48,7 +48,9 @@ import Testing
         let signed = Self.signer.sign(
             .init(
                 method: "PUT", host: Self.host, path: "/test$file.text",
-                headers: [(name: "Date", value: "Fri, 24 May 2013 00:00:00 GMT"), (name: "x-amz-storage-class", value: "REDUCED_REDUNDANCY")],
+                headers: [
+                    (name: "Date", value: "Fri, 24 May 2013 00:00:00 GMT"), (name: "x-amz-storage-class", value: "REDUCED_REDUNDANCY"),
+                ],
                 payloadHash: hash),
             amzDate: Self.date)
         #expect(signed.encodedPath == "/test%24file.text")
@@ -70,7 +72,8 @@ import Testing
             .init(method: "GET", host: Self.host, path: "/", query: [(name: "prefix", value: "J"), (name: "max-keys", value: "2")]),
             amzDate: Self.date)
         #expect(signed.encodedQuery == "max-keys=2&prefix=J")
-        #expect(S3Crypto.sha256Hex(Array(signed.canonicalRequest.utf8)) == "df57d21db20da04d7fa30298dd4488ba3a2b47ca3a489c74750e0f1e7df1b9b7")
+        #expect(
+            S3Crypto.sha256Hex(Array(signed.canonicalRequest.utf8)) == "df57d21db20da04d7fa30298dd4488ba3a2b47ca3a489c74750e0f1e7df1b9b7")
         #expect(signed.signature == "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7")
     }
 
@@ -113,7 +116,9 @@ import Testing
         #expect(S3URIEncoding.encodePath("/b/already%20encoded") == "/b/already%2520encoded")
         #expect(S3URIEncoding.encodePath("/b//x/") == "/b//x/")
         #expect(S3URIEncoding.encode("a/b=c&d") == "a%2Fb%3Dc%26d")
-        #expect(S3URIEncoding.canonicalQuery([(name: "b", value: "2"), (name: "a", value: "x y"), (name: "a", value: "1")]) == "a=1&a=x%20y&b=2")
+        #expect(
+            S3URIEncoding.canonicalQuery([(name: "b", value: "2"), (name: "a", value: "x y"), (name: "a", value: "1")]) == "a=1&a=x%20y&b=2"
+        )
     }
 
     @Test func canonicalHeaderValuesAreTrimmed() {
