@@ -55,13 +55,17 @@ final class ScriptedHTTPServer: @unchecked Sendable {
     /// Requests received so far.
     var requests: [Seen] { lock.withLock { seen } }
 
-    /// Stops accepting (the serving thread ends on the failed accept).
-    func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
+    /// Stops accepting: the serving thread's accept fails and that thread closes the socket (closing
+    /// it here could hand its descriptor number to another test's server while accept still uses it).
+    func stop() { shutdown(listener, Int32(SHUT_RDWR)) }
 
     private func serve() {
         while true {
             let connection = accept(listener, nil, nil)
-            if connection < 0 { return }
+            if connection < 0 {
+                close(listener)
+                return
+            }
             handle(connection)
             close(connection)
         }
@@ -245,5 +249,17 @@ final class ScriptedHTTPServer: @unchecked Sendable {
             guard case .permanent(let context) = error as? S3Error else { return false }
             return context.code == "MalformedResponse"
         }
+    }
+
+    @Test func virtualHostAddressing() throws {
+        let server = try ScriptedHTTPServer([.init(status: 200, body: "v")])
+        defer { server.stop() }
+        // libcurl resolves every *.localhost name to the loopback address itself.
+        let config = S3Config(
+            endpoint: S3Endpoint(scheme: "http", host: "localhost", port: server.port), region: "us-east-1",
+            credentials: S3Credentials(accessKeyId: "AKIDFAKE", secretAccessKey: "fake-secret-123"), addressing: .virtualHost)
+        #expect(try S3Client(config: config, bucket: "bkt").getObject("dir/k~1") == Array("v".utf8))
+        #expect(server.requests.first?.requestLine == "GET /dir/k~1 HTTP/1.1")
+        #expect(server.requests.first?.headers["host"] == "bkt.localhost:\(server.port)")
     }
 }
