@@ -74,6 +74,9 @@ final class CurlHandle {
         _ = ckstore_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT, connectTimeout)
         _ = ckstore_curl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1024)
         _ = ckstore_curl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, stallTimeout)
+        // Larger buffers than the 16/64 KiB defaults: fewer callbacks per 4 MiB blob.
+        _ = ckstore_curl_setopt_long(handle, CURLOPT_BUFFERSIZE, 256 << 10)
+        _ = ckstore_curl_setopt_long(handle, CURLOPT_UPLOAD_BUFFERSIZE, 1 << 20)
         _ = ckstore_curl_setopt_pointer(handle, CURLOPT_HTTPHEADER, list)
         _ = ckstore_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, userdata)
         _ = ckstore_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, userdata)
