@@ -31,6 +31,8 @@ public final class S3Client {
     public let bucket: String
     private let signer: SigV4Signer
     private let curl: CurlHandle
+    /// Attempts the last request took (reported in errors about its final response).
+    private var lastAttempts = 1
 
     /// A client for `bucket`. Fails only when libcurl cannot create a handle.
     public init(config: S3Config, bucket: String) throws(S3Error) {
@@ -69,7 +71,7 @@ public final class S3Client {
         case 409:
             let error = S3ErrorBody(xml: response.body)
             if error.code == "BucketAlreadyOwnedByYou" { return false }
-            if error.code == "BucketAlreadyExists", try bucketExists() { return false }
+            if error.code == "BucketAlreadyExists", (try? bucketExists()) == true { return false }
             throw failure("CreateBucket", key: nil, response)
         default:
             throw failure("CreateBucket", key: nil, response)
@@ -234,6 +236,7 @@ public final class S3Client {
         var attempt = 0
         while true {
             attempt += 1
+            lastAttempts = attempt
             let signed = signer.sign(
                 SigV4Signer.Request(
                     method: method, host: address.host, path: address.path, query: query, headers: extra, payloadHash: payloadHash),
@@ -279,11 +282,12 @@ public final class S3Client {
     /// some services fill with the string to sign).
     private func context(
         _ operation: String, key: String?, _ response: HTTPResponse, code: String? = nil, transport: String? = nil,
-        attempts: Int = 1
+        attempts: Int? = nil
     ) -> S3ErrorContext {
         let body = S3ErrorBody(xml: response.body)
         return S3ErrorContext(
             operation: operation, bucket: bucket, key: key, status: response.status, code: code ?? body.code,
-            requestId: response.headers["x-amz-request-id"] ?? body.requestId, transport: transport, attempts: attempts)
+            requestId: response.headers["x-amz-request-id"] ?? body.requestId, transport: transport,
+            attempts: attempts ?? lastAttempts)
     }
 }

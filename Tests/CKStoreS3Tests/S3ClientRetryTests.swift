@@ -176,7 +176,7 @@ final class ScriptedHTTPServer: @unchecked Sendable {
     @Test func clientErrorsAreNotRetried() throws {
         let server = try ScriptedHTTPServer([
             .init(status: 400, body: Self.errorXML("InvalidArgument")), .init(status: 403, body: Self.errorXML("SignatureDoesNotMatch")),
-            .init(status: 404, body: Self.errorXML("NoSuchKey")),
+            .init(status: 404, body: Self.errorXML("NoSuchKey")), .init(status: 503), .init(status: 404, body: Self.errorXML("NoSuchKey")),
         ])
         defer { server.stop() }
         let client = try Self.client(server)
@@ -196,9 +196,15 @@ final class ScriptedHTTPServer: @unchecked Sendable {
             try client.getObject("k")
         } throws: { error in
             guard case .notFound(let context) = error as? S3Error else { return false }
-            return context.requestId == "rid-NoSuchKey"
+            return context.requestId == "rid-NoSuchKey" && context.attempts == 1
         }
-        #expect(server.requests.count == 3)
+        #expect {
+            try client.getObject("k")  // 503, then 404: the error counts both attempts
+        } throws: { error in
+            guard case .notFound(let context) = error as? S3Error else { return false }
+            return context.attempts == 2
+        }
+        #expect(server.requests.count == 5)
     }
 
     @Test func conditionalPutSignsIfNoneMatchAndMaps412() throws {
