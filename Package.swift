@@ -57,6 +57,17 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // S3-compatible object storage over libcurl with AWS Signature V4. Standalone for now;
+        // it will back a BlobStore once the core has protocol seams (issue 10).
+        .target(
+            name: "CKStoreS3",
+            dependencies: ["CCurl", "CCrypto"]
+        ),
         .target(
             name: "CKStore",
             dependencies: ["CSQLite", "CLZ4", "CCrypto"],
@@ -79,6 +90,10 @@ let package = Package(
         .testTarget(
             name: "CKStorePostgresTests",
             dependencies: ["CKStorePostgres"]
+        ),
+        .testTarget(
+            name: "CKStoreS3Tests",
+            dependencies: ["CKStoreS3"]
         ),
     ]
 )
