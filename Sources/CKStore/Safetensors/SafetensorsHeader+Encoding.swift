@@ -74,17 +74,24 @@ extension SafetensorsHeader {
     }
 
     /// The byte count of a tensor to be encoded; traps on values no valid header could hold.
+    /// The arithmetic is the validator's (`validateSize`): unsigned 64-bit element count first,
+    /// then bits, so every shape a parsed header accepts — e.g. F64 [4294947293, 64943264, 0],
+    /// whose running bit count would pass Int64.max before the 0 — encodes again.
     private static func byteCount(of tensor: (name: String, dtype: DType, shape: [Int])) -> Int {
-        var bits = tensor.dtype.bitSize
+        var count: UInt64 = 1
         for dimension in tensor.shape {
             guard dimension >= 0 else { fatalError("SafetensorsHeader.encode: negative dimension in '\(tensor.name)'") }
-            let product = bits.multipliedReportingOverflow(by: dimension)
+            let product = count.multipliedReportingOverflow(by: UInt64(dimension))
             guard !product.overflow else { fatalError("SafetensorsHeader.encode: '\(tensor.name)' is too large") }
-            bits = product.partialValue
+            count = product.partialValue
         }
-        guard bits % 8 == 0 else {
-            fatalError("SafetensorsHeader.encode: '\(tensor.name)' is \(bits) bits, not a whole number of bytes")
+        let bits = count.multipliedReportingOverflow(by: UInt64(tensor.dtype.bitSize))
+        guard !bits.overflow, bits.partialValue / 8 <= UInt64(Int.max) else {
+            fatalError("SafetensorsHeader.encode: '\(tensor.name)' is too large")
         }
-        return bits / 8
+        guard bits.partialValue % 8 == 0 else {
+            fatalError("SafetensorsHeader.encode: '\(tensor.name)' is \(bits.partialValue) bits, not a whole number of bytes")
+        }
+        return Int(bits.partialValue / 8)
     }
 }
