@@ -5,15 +5,25 @@ import CKStore
 #endif
 
 /// Writing to the terminal, and formatting numbers for people.
+///
+/// Every line goes through `TerminalText.escape`: names from the store (tensors, metadata,
+/// runs, metrics, variants) and from the command line never reach the terminal with raw
+/// control characters, whichever command or error message quotes them.
 enum Console {
-    /// Writes a line to standard output.
+    /// Writes a line to standard output (control characters, newlines included, escaped).
     static func out(_ line: String) {
-        writeAll(1, line + "\n")
+        writeAll(1, TerminalText.escape(line) + "\n")
     }
 
-    /// Writes a line to standard error.
+    /// Writes a line to standard error (control characters, newlines included, escaped).
     static func err(_ line: String) {
-        writeAll(2, line + "\n")
+        writeAll(2, TerminalText.escape(line) + "\n")
+    }
+
+    /// Writes multi-line text (help, a chain of causes) to `fd` 1 or 2: its line breaks are
+    /// kept, every other control character is escaped.
+    static func text(_ text: String, toStandardError: Bool = false) {
+        writeAll(toStandardError ? 2 : 1, TerminalText.escapeLines(text) + "\n")
     }
 
     private static func writeAll(_ fd: Int32, _ text: String) {
@@ -70,7 +80,9 @@ enum Console {
     }
 
     /// Left-aligned columns separated by two spaces.
-    static func table(_ rows: [[String]]) -> [String] {
+    /// Cells are escaped (`TerminalText.escape`) before the widths are measured.
+    static func table(_ rawRows: [[String]]) -> [String] {
+        let rows = rawRows.map { $0.map(TerminalText.escape) }
         guard let width = rows.map(\.count).max() else { return [] }
         var widths = [Int](repeating: 0, count: width)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }

@@ -63,7 +63,7 @@ func runMain(_ argv: [String]) -> Int32 {
             Console.out("ckstore \(ckstoreVersion)")
             return 0
         case "--help", "-h":
-            Console.out(mainHelp)
+            Console.text(mainHelp)
             return 0
         case "--verbose", "-v":
             verbose = true
@@ -84,7 +84,7 @@ func runMain(_ argv: [String]) -> Int32 {
         }
     }
     guard let name = rest.first else {
-        Console.err(mainHelp)
+        Console.text(mainHelp, toStandardError: true)
         return 2
     }
     guard let command = commands.first(where: { $0.0 == name })?.1 else {
@@ -93,7 +93,7 @@ func runMain(_ argv: [String]) -> Int32 {
     }
     var args = Arguments(Array(rest.dropFirst()), command: name)
     if args.wantsHelp {
-        Console.out(command.help)
+        Console.text(command.help)
         return 0
     }
     let globals = GlobalOptions(storePath: Store.resolvePath(explicit: storePath), verbose: verbose)
@@ -101,7 +101,7 @@ func runMain(_ argv: [String]) -> Int32 {
         return try command.run(&args, globals)
     } catch {
         Console.err("ckstore: error: \(error.message)")
-        if verbose { Console.err(error.detailedDescription()) }
+        if verbose { Console.text(error.detailedDescription(), toStandardError: true) }
         return error.exitCode
     }
 }
