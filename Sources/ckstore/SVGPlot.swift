@@ -38,7 +38,7 @@ struct SVGPlot {
         while t <= high + step * 1e-9 && result.count < 4 * count + 4 {
             result.append(abs(t) < step * 1e-9 ? 0 : t)
             let next = t + step
-            if !(next > t) { break }  // no progress (precision) or overflow
+            if !(next > t) || !next.isFinite { break }  // no progress (precision) or overflow
             t = next
         }
         return result

@@ -118,6 +118,7 @@ enum WatchCommand {
         var failures = 0
         var seenSteps = Set<Int>()
         var warned: String? = nil
+        var missing: String? = nil  // why the watch ended without ever seeing the run
         func warnOnce(_ text: String) {
             if warned != text { Console.err("watch: warning: \(text)") }
             warned = text
@@ -129,7 +130,10 @@ enum WatchCommand {
             let store: Store
             do { store = try Store(path: globals.storePath) } catch {
                 warnOnce("cannot open the store at \(globals.storePath) (\(error.message)); waiting for it")
-                if let idle = o.idle, monotonicSeconds() - lastNew >= idle { break }
+                if let idle = o.idle, monotonicSeconds() - lastNew >= idle {
+                    missing = "the store at \(globals.storePath) never appeared in \(idle) s"
+                    break
+                }
                 sleepInterruptibly(o.poll)
                 continue
             }
@@ -140,7 +144,7 @@ enum WatchCommand {
                     "run '\(o.run)' does not exist (yet) in the store at \(globals.storePath)"
                         + (runs.isEmpty ? "" : " (runs: \(runs.joined(separator: ", ")))") + "; waiting for its first snapshot")
                 if let idle = o.idle, monotonicSeconds() - lastNew >= idle {
-                    Console.err("watch: no new snapshot for \(idle) s, exiting")
+                    missing = "run '\(o.run)' never appeared in the store at \(globals.storePath) in \(idle) s"
                     break
                 }
                 sleepInterruptibly(o.poll)
@@ -233,6 +237,10 @@ enum WatchCommand {
         if stopSignal != 0 {
             Console.err("watch: stopped by signal \(stopSignal)")
             return 0
+        }
+        if let missing {
+            Console.err("ckstore: error: watch: \(missing)")
+            return 1
         }
         if failures > 0 { Console.err("watch: \(failures) command(s) failed") }
         let pending = retry.keys.sorted { ($0.step, $0.isLAWA ? 1 : 0) < ($1.step, $1.isLAWA ? 1 : 0) }
