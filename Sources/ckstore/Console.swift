@@ -51,16 +51,19 @@ enum Console {
         return unit == 0 ? "\(n) B" : String(format1(value)) + " " + units[unit]
     }
 
-    /// One decimal place.
+    /// One decimal place (non-finite or huge values in Swift's own notation: never a trap).
     static func format1(_ x: Double) -> String {
+        guard x.isFinite, abs(x) < 1e15 else { return "\(x)" }
         let scaled = (x * 10).rounded()
         let whole = Int(scaled) / 10
         let frac = abs(Int(scaled)) % 10
         return (scaled < 0 && whole == 0 ? "-" : "") + "\(whole).\(frac)"
     }
 
-    /// Two or three significant decimals for ratios and seconds.
+    /// Two or three significant decimals for ratios and seconds (non-finite or huge values in
+    /// Swift's own notation: never a trap).
     static func format(_ x: Double, decimals: Int) -> String {
+        guard x.isFinite, abs(x) < 1e12 else { return "\(x)" }
         var p = 1.0
         for _ in 0..<decimals { p *= 10 }
         let scaled = (abs(x) * p).rounded()
