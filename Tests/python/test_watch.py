@@ -217,9 +217,10 @@ def test_watch_idle_exit_waits_for_snapshots_pushed_during_a_long_cmd(run_0_50, 
 
 
 def test_watch_idle_exit_on_an_empty_run(ckstore, watch):
-    ckstore("init")  # the run does not exist (yet): the watch waits, then gives up
+    ckstore("init")  # the run does not exist (yet): the watch waits, says so, then gives up
     proc = watch.run("--idle-exit", "0.3")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # nothing was evaluated: the run never appeared
+    assert "does not exist" in proc.stderr and "never appeared" in proc.stderr.strip().splitlines()[-1]
     assert watch.entries() == []
 
 

@@ -38,7 +38,8 @@ enum WatchCommand {
             A failing CMD is reported with its exit status and not retried (it may have recorded
             results). Exit status: 0 when every step was processed and every CMD succeeded, 1
             when a step never succeeded (a failing CMD, or retries used up), 2 usage error.
-            A warning is printed while the store or RUN does not exist. SIGINT and SIGTERM stop
+            A warning is printed while the store or RUN does not exist; --idle-exit then ends
+            the watch with exit 1 (the run never appeared). SIGINT and SIGTERM stop
             the watch cleanly (exit 0; a running CMD is sent SIGTERM; temporary files are removed).
             """,
         run: { (args, globals) throws(CKStoreError) in try run(&args, globals) })
@@ -161,6 +162,13 @@ enum WatchCommand {
             for s in steps {
                 if o.raw { work.append(Item(step: s, isLAWA: false)) }
                 if windowComplete(s, o, present) { work.append(Item(step: s, isLAWA: true)) }
+            }
+            // A step waiting for a retry whose window is no longer complete (an input was
+            // removed) is dropped: there is nothing left to retry.
+            let current = Set(work)
+            for item in retry.keys where !current.contains(item) {
+                Console.err("watch: warning: \(label(item)): its inputs are no longer all stored; not retrying")
+                retry[item] = nil
             }
             for item in work where !done.contains(item) {
                 if stopSignal != 0 { break }
