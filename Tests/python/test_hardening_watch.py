@@ -298,3 +298,26 @@ def test_run_that_appears_later_clears_the_warning(ckstore_bin, store, ckstore, 
             proc.kill()
     assert proc.returncode == 0, err.read_text()
     assert log.read_text() == "10\n"
+
+
+def test_pending_retry_is_dropped_when_its_window_breaks(ckstore_bin, store, ckstore, tmp_path):
+    """A step waiting for a retry whose input is removed is dropped, so --idle-exit can end the
+    watch instead of waiting for a retry that can never run."""
+    ckstore("init")
+    put(ckstore, tmp_path, "r", 0)
+    proc, tmpdir, err = start_watch(ckstore_bin, store, tmp_path, "--retries", "50", "--idle-exit", "0.5")
+    try:
+        wait_for(lambda: any(tmpdir.iterdir()), what="the watch's temporary folder")
+        (folder,) = list(tmpdir.iterdir())
+        folder.rmdir()
+        put(ckstore, tmp_path, "r", 10)
+        wait_for(lambda: "retrying" in err.read_text(), what="a retry warning")
+        ckstore("rm", "r@0")
+        proc.wait(timeout=30)
+        folder.mkdir()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = err.read_text()
+    assert "no longer all stored" in stderr, stderr
+    assert proc.returncode == 0, stderr
