@@ -46,11 +46,18 @@ import Testing
     }
 
     @Test func lawaPlanRejectsAHugeWindowWithoutAllocatingIt() throws {
-        let dir = try TemporaryDirectory()
-        let path = dir.file("store")
-        try Store.initialize(at: path)
-        let store = try Store(path: path)
-        #expect(throws: CKStoreError.self) { try store.plan(.lawa(k: 1_000_000_000_000, stride: 1, at: Int.max), run: "r") }
+        // Before the bound, planning k = 10^12 built the list of 10^12 wanted steps (an 8 TB
+        // allocation that aborts the process) once the run existed.
+        try withTemporaryDirectory { dir in
+            let path = dir.file("store")
+            try Store.initialize(at: path)
+            let store = try Store(path: path)
+            let input = dir.file("in.safetensors")
+            writeFile(input, makeSafetensors(tensors: [TensorSpec("w", "F32", [2], [UInt8](repeating: 0, count: 8))]))
+            _ = try store.put(from: .file(input), run: "r", step: 0)
+            #expect(throws: CKStoreError.self) { try store.plan(.lawa(k: 1_000_000_000_000, stride: 1, at: Int.max), run: "r") }
+            #expect(throws: CKStoreError.self) { try store.plan(.lawa(k: 3, stride: Int.max, at: Int.max), run: "r") }
+        }
     }
 
     @Test func temporaryNamesFitInNameMax() {
