@@ -71,7 +71,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 "$BIN" init >/dev/null
-EVAL="python3 $(printf %q "$ROOT/Tools/demo/evaluate.py") {path} {run} {step} {variant}"
+# watch passes the values in the environment; the command refers to them (never pastes them in).
+EVAL="python3 $(printf %q "$ROOT/Tools/demo/evaluate.py")"' "$CKSTORE_PATH" "$CKSTORE_RUN" "$CKSTORE_STEP" "$CKSTORE_VARIANT"'
 echo "demo.sh: store $CKSTORE_DIR; $STEPS steps per run, a snapshot every $EVERY, LAWA k=$K"
 T0=$SECONDS
 declare -A train_pid

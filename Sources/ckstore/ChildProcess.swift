@@ -16,19 +16,23 @@ func installStopHandlers() {
 /// Runs `command` with `/bin/sh -c` in its own process group, waiting for it while watching
 /// for a stop signal: on one, the whole group (the shell and whatever it started) is sent
 /// SIGTERM, then SIGKILL if it is still there 3 s later, and reaped. Returns the exit status
-/// (128 + signal number when the child was killed by a signal).
-func runShell(_ command: String) throws(CKStoreError) -> Int32 {
+/// (128 + signal number when the child was killed by a signal). `environment` is added to
+/// (and overrides entries of) this process's environment for the child.
+func runShell(_ command: String, environment: [(String, String)] = []) throws(CKStoreError) -> Int32 {
     var pid: pid_t = 0
     let argv: [String] = ["/bin/sh", "-c", command]
     var cArgs = argv.map { strdup($0) }
     cArgs.append(nil)
     defer { cArgs.forEach { free($0) } }
+    var cEnv = childEnvironment(adding: environment).map { strdup($0) }
+    cEnv.append(nil)
+    defer { cEnv.forEach { free($0) } }
     var attr = posix_spawnattr_t()
     posix_spawnattr_init(&attr)
     defer { posix_spawnattr_destroy(&attr) }
     posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
     posix_spawnattr_setpgroup(&attr, 0)  // a new group led by the child: signals reach all of it
-    let rc = posix_spawn(&pid, "/bin/sh", nil, &attr, cArgs, environ)
+    let rc = posix_spawn(&pid, "/bin/sh", nil, &attr, cArgs, cEnv)
     guard rc == 0 else {
         throw CKStoreError(.environment, "cannot start /bin/sh: \(String(cString: strerror(rc)))")
     }
@@ -56,9 +60,19 @@ func runShell(_ command: String) throws(CKStoreError) -> Int32 {
     return (status >> 8) & 0xff
 }
 
-/// Quotes a string for /bin/sh.
-func shellQuote(_ s: String) -> String {
-    "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+/// This process's environment (`NAME=value` entries) without the names in `added`, followed
+/// by the `added` entries.
+private func childEnvironment(adding added: [(String, String)]) -> [String] {
+    let names = Set(added.map(\.0))
+    var result: [String] = []
+    var p = environ
+    while let entry = p.pointee {
+        let text = String(cString: entry)
+        let name = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? text
+        if !names.contains(name) { result.append(text) }
+        p += 1
+    }
+    return result + added.map { "\($0.0)=\($0.1)" }
 }
 
 extension String {

@@ -5,15 +5,25 @@ import CKStore
 #endif
 
 /// Writing to the terminal, and formatting numbers for people.
+///
+/// Every line goes through `TerminalText.escape`: names from the store (tensors, metadata,
+/// runs, metrics, variants) and from the command line never reach the terminal with raw
+/// control characters, whichever command or error message quotes them.
 enum Console {
-    /// Writes a line to standard output.
+    /// Writes a line to standard output (control characters, newlines included, escaped).
     static func out(_ line: String) {
-        writeAll(1, line + "\n")
+        writeAll(1, TerminalText.escape(line) + "\n")
     }
 
-    /// Writes a line to standard error.
+    /// Writes a line to standard error (control characters, newlines included, escaped).
     static func err(_ line: String) {
-        writeAll(2, line + "\n")
+        writeAll(2, TerminalText.escape(line) + "\n")
+    }
+
+    /// Writes multi-line text (help, a chain of causes) to `fd` 1 or 2: its line breaks are
+    /// kept, every other control character is escaped.
+    static func text(_ text: String, toStandardError: Bool = false) {
+        writeAll(toStandardError ? 2 : 1, TerminalText.escapeLines(text) + "\n")
     }
 
     private static func writeAll(_ fd: Int32, _ text: String) {
@@ -41,16 +51,19 @@ enum Console {
         return unit == 0 ? "\(n) B" : String(format1(value)) + " " + units[unit]
     }
 
-    /// One decimal place.
+    /// One decimal place (non-finite or huge values in Swift's own notation: never a trap).
     static func format1(_ x: Double) -> String {
+        guard x.isFinite, abs(x) < 1e15 else { return "\(x)" }
         let scaled = (x * 10).rounded()
         let whole = Int(scaled) / 10
         let frac = abs(Int(scaled)) % 10
         return (scaled < 0 && whole == 0 ? "-" : "") + "\(whole).\(frac)"
     }
 
-    /// Two or three significant decimals for ratios and seconds.
+    /// Two or three significant decimals for ratios and seconds (non-finite or huge values in
+    /// Swift's own notation: never a trap).
     static func format(_ x: Double, decimals: Int) -> String {
+        guard x.isFinite, abs(x) < 1e12 else { return "\(x)" }
         var p = 1.0
         for _ in 0..<decimals { p *= 10 }
         let scaled = (abs(x) * p).rounded()
@@ -70,7 +83,9 @@ enum Console {
     }
 
     /// Left-aligned columns separated by two spaces.
-    static func table(_ rows: [[String]]) -> [String] {
+    /// Cells are escaped (`TerminalText.escape`) before the widths are measured.
+    static func table(_ rawRows: [[String]]) -> [String] {
+        let rows = rawRows.map { $0.map(TerminalText.escape) }
         guard let width = rows.map(\.count).max() else { return [] }
         var widths = [Int](repeating: 0, count: width)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }

@@ -9,7 +9,8 @@ struct QueryOptions {
 
     /// The help text describing the options.
     static let help = """
-          --lawa k=K,stride=NU      mean of the snapshots at STEP, STEP−NU, …, STEP−(K−1)·NU (all must exist)
+          --lawa k=K,stride=NU      mean of the snapshots at STEP, STEP−NU, …, STEP−(K−1)·NU (all must exist;
+                                    1 ≤ K ≤ 10000, NU ≥ 1)
           --swa [start=S][,stride=NU]
                                     uniform mean of the stored snapshots with S ≤ step ≤ STEP
                                     (only those with (STEP − step) divisible by NU, with stride)

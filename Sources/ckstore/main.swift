@@ -125,7 +125,7 @@ func runMain(_ argv: [String]) -> Int32 {
     }
     if let first = rest.first, first.hasPrefix("-"), first != "--" {
         if first == "--help" || first == "-h" {
-            Console.out(mainHelp)
+            Console.text(mainHelp)
             return 0
         }
         Console.err("ckstore: error: unknown option \(first) (see 'ckstore --help')")
@@ -133,18 +133,18 @@ func runMain(_ argv: [String]) -> Int32 {
     }
     if rest.first == "--" { rest.removeFirst() }
     guard var name = rest.first else {
-        Console.err(mainHelp)
+        Console.text(mainHelp, toStandardError: true)
         return 2
     }
     if name == "help" {
         // `ckstore help` is the main help; `ckstore help COMMAND` is that command's.
         guard rest.count > 1 else {
-            Console.out(mainHelp)
+            Console.text(mainHelp)
             return 0
         }
         name = rest[1]
         if name == "help" {
-            Console.out(mainHelp)
+            Console.text(mainHelp)
             return 0
         }
         rest = [name, "--help"]
@@ -155,7 +155,7 @@ func runMain(_ argv: [String]) -> Int32 {
     }
     var args = Arguments(Array(rest.dropFirst()), command: name)
     if args.wantsHelp {
-        Console.out(command.help)
+        Console.text(command.help)
         return 0
     }
     let fromEnvironment = getenv("CKSTORE_DIR").map { $0.pointee != 0 } ?? false
@@ -169,7 +169,7 @@ func runMain(_ argv: [String]) -> Int32 {
         return try command.run(&args, globals)
     } catch {
         Console.err("ckstore: error: \(error.message)")
-        if parsed.verbose { Console.err(error.detailedDescription()) }
+        if parsed.verbose { Console.text(error.detailedDescription(), toStandardError: true) }
         return error.exitCode
     }
 }

@@ -217,9 +217,10 @@ def test_watch_idle_exit_waits_for_snapshots_pushed_during_a_long_cmd(run_0_50, 
 
 
 def test_watch_idle_exit_on_an_empty_run(ckstore, watch):
-    ckstore("init")  # the run does not exist (yet): the watch waits, then gives up
+    ckstore("init")  # the run does not exist (yet): the watch waits, says so, then gives up
     proc = watch.run("--idle-exit", "0.3")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # nothing was evaluated: the run never appeared
+    assert "does not exist" in proc.stderr and "never appeared" in proc.stderr.strip().splitlines()[-1]
     assert watch.entries() == []
 
 
@@ -244,10 +245,11 @@ def test_watch_evaluates_snapshots_pushed_while_running(run_0_50, ckstore_bin, s
 def test_watch_failing_cmd_is_reported_and_the_watch_goes_on(run_0_50, watch):
     fail_at_30 = f"test {{step}} != 30 || exit 7; echo {{step}} {{variant}} {{run}} >> '{watch.log}'"
     proc = watch.run("--until", "50", exec=fail_at_30)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the watch goes on, but the end result says a step failed
     assert [e[0] for e in watch.entries()] == [20, 40, 50]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ckstore: error:")]
     assert len(errors) == 1 and f"{RUN}@30" in errors[0] and "status 7" in errors[0], proc.stderr
+    assert "1 command(s) failed" in proc.stderr
 
 
 def test_watch_fail_fast(run_0_50, watch):

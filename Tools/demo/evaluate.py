@@ -4,7 +4,8 @@
     python3 Tools/demo/evaluate.py PATH RUN STEP VARIANT
 
 This is the command `ckstore watch … --exec` runs for every raw snapshot and every LAWA
-average ({path} {run} {step} {variant}). It reads the safetensors file with the hook's
+average, as `evaluate.py "$CKSTORE_PATH" "$CKSTORE_RUN" "$CKSTORE_STEP" "$CKSTORE_VARIANT"`
+(watch sets those variables; the values are never pasted into the shell command). It reads the safetensors file with the hook's
 parser, computes the mean squared error against the teacher's clean outputs on the fixed
 held-out set (mlp_task.py), and records it with
 `ckstore metric RUN@STEP val_loss=… --variant VARIANT` (store: $CKSTORE_DIR or --store).

@@ -140,11 +140,35 @@ enum FileSystem {
     }
 
     /// A name for a temporary file that no other process picks: pid, time and a counter.
+    /// When `prefix`'s last component is too long for the file name to fit in NAME_MAX (255
+    /// bytes), it is cut and a hash of the whole component appended (see `fitting`).
     static func temporaryName(prefix: String) -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let n = temporaryCounter.add(1, ordering: .relaxed).oldValue
-        return "\(prefix).tmp-\(getpid())-\(ts.tv_sec)\(ts.tv_nsec)-\(n)"
+        let suffix = ".tmp-\(getpid())-\(ts.tv_sec)\(ts.tv_nsec)-\(n)"
+        return fitting(prefix, room: suffix.utf8.count) + suffix
+    }
+
+    /// The longest file name (one path component) Linux file systems accept, in bytes.
+    static let maximumNameLength = 255
+
+    /// `path` unchanged when its last component plus `room` bytes fits in
+    /// `maximumNameLength`; otherwise the component is cut at a character boundary and
+    /// `-` and 16 hex digits of its SHA-256 appended, so that distinct long names stay distinct.
+    static func fitting(_ path: String, room: Int) -> String {
+        let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))
+        let dir = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard name.utf8.count + room > maximumNameLength else { return path }
+        let hash = "-" + SHA256Digest.hash(Array(name.utf8)).hex.prefix(16)
+        let budget = max(0, maximumNameLength - room - hash.utf8.count)
+        var kept = ""
+        for c in name.unicodeScalars {
+            if kept.utf8.count + String(c).utf8.count > budget { break }
+            kept.unicodeScalars.append(c)
+        }
+        return dir + kept + hash
     }
 
     /// Removes a file, ignoring "not found".

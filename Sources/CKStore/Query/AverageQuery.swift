@@ -59,6 +59,28 @@ public enum AverageQuery: Sendable, Equatable {
         return n
     }
 
+    /// The largest LAWA window `k` accepted: every input is a stored snapshot read in full, so
+    /// a larger window is never a real query, and bounding it keeps the planning work (and
+    /// memory) small whatever numbers are typed.
+    public static let maximumLAWAWindow = 10_000
+
+    /// Checks LAWA parameters: 1 ≤ k ≤ `maximumLAWAWindow`, stride ≥ 1, and the oldest input
+    /// `at − (k−1)·stride` computed without overflow and not below step 0.
+    /// - Throws: `.usage` naming the parameter and the value.
+    public static func validateLAWA(k: Int, stride: Int, at: Int, flag: String = "--lawa") throws(CKStoreError) {
+        guard k >= 1, k <= maximumLAWAWindow else {
+            throw CKStoreError(.usage, "\(flag): k must be an integer from 1 to \(maximumLAWAWindow), got \(k)")
+        }
+        guard stride >= 1 else { throw CKStoreError(.usage, "\(flag): stride must be an integer ≥ 1, got \(stride)") }
+        guard at >= 0 else { throw CKStoreError(.usage, "\(flag): the step must be ≥ 0, got \(at)") }
+        let (span, overflow) = (k - 1).multipliedReportingOverflow(by: stride)
+        guard !overflow, span <= at else {
+            throw CKStoreError(
+                .usage,
+                "\(flag) k=\(k),stride=\(stride) at step \(at) reaches below step 0 (the oldest input would be \(at) − \(k - 1)×\(stride))")
+        }
+    }
+
     /// Builds a LAWA query from `k=K,stride=NU` and the target step.
     public static func parseLAWA(_ text: String, at: Int) throws(CKStoreError) -> AverageQuery {
         let p = try parameters(text, allowed: ["k", "stride"], flag: "--lawa")
@@ -66,12 +88,7 @@ public enum AverageQuery: Sendable, Equatable {
         guard let stride = try integer(p, "stride", flag: "--lawa", minimum: 1) else {
             throw CKStoreError(.usage, "--lawa needs stride=NU")
         }
-        let (span, overflow) = (k - 1).multipliedReportingOverflow(by: stride)
-        guard !overflow, span <= at else {
-            throw CKStoreError(
-                .usage,
-                "--lawa k=\(k),stride=\(stride) at step \(at) reaches below step 0 (the oldest input would be \(at) − \(k - 1)×\(stride))")
-        }
+        try validateLAWA(k: k, stride: stride, at: at)
         return .lawa(k: k, stride: stride, at: at)
     }
 
@@ -87,9 +104,10 @@ public enum AverageQuery: Sendable, Equatable {
     public static func parseEMA(_ text: String, at: Int) throws(CKStoreError) -> AverageQuery {
         let p = try parameters(text, allowed: ["decay", "start", "stride"], flag: "--ema")
         guard let decayText = p["decay"] else { throw CKStoreError(.usage, "--ema needs decay=D") }
-        guard let decay = Double(decayText), decay >= 0, decay < 1 else {
+        guard let parsed = Double(decayText), parsed >= 0, parsed < 1 else {
             throw CKStoreError(.usage, "--ema decay must be a number in [0, 1), got '\(decayText)'")
         }
+        let decay = parsed + 0  // -0 → 0, so that the recipe and variant name say "0.0"
         let start = try integer(p, "start", flag: "--ema", minimum: 0)
         if let start, start > at { throw CKStoreError(.usage, "--ema start=\(start) is after --at \(at)") }
         return .ema(decay: decay, start: start, stride: try integer(p, "stride", flag: "--ema", minimum: 1), at: at)

@@ -77,6 +77,7 @@ extension Store {
             }
             return QueryPlan(query: query, run: nil, inputs: inputs, combination: combination, recipe: recipe)
         case .lawa(let k, let stride, let at):
+            try AverageQuery.validateLAWA(k: k, stride: stride, at: at)
             let run = try runForQuery(run)
             let snapshots = try snapshots(run: run)
             let byStep = Dictionary(snapshots.map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
