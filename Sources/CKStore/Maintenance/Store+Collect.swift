@@ -41,7 +41,9 @@ extension Store {
             targets.append((snap.run, snap.step))
         }
         var report = CollectionReport()
-        try collect(dryRun: dryRun, keepDerived: true, orphans: .keep, dropsMetrics: true, report: &report) { (_: inout CollectionReport) in targets }
+        try collect(dryRun: dryRun, keepDerived: true, orphans: .keep, dropsMetrics: true, report: &report) { (_: inout CollectionReport) in
+            targets
+        }
         return report
     }
 
