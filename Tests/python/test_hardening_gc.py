@@ -210,10 +210,14 @@ def test_keep_lawa_without_any_complete_window_keeps_the_run_and_warns(ckstore_b
     assert [w for w in out["warnings"] if "'odd'" in w], out
     assert sorted(ck.steps("odd")) == [0, 1000, 2000, 3000]
     assert sorted(ck.steps("ok")) == [600, 900]
-    # k larger than the number of snapshots, stride 1: no window can be complete either; huge
-    # values are handled without allocating k entries.
-    r = ck.run("gc", "--keep-lawa", "k=1000000000000,stride=1", "--dry-run")
+    # k larger than the number of snapshots, stride 1: no window can be complete either; the
+    # largest K the query parser accepts (10000) is handled without allocating per step, and a
+    # larger one is a usage error (item 16), changing nothing.
+    r = ck.run("gc", "--keep-lawa", "k=10000,stride=1", "--dry-run")
     assert r.returncode == 0 and "would remove 0 snapshot(s)" in r.text, r.describe()
+    r = ck.run("gc", "--keep-lawa", "k=1000000000000,stride=1", check=False)
+    assert r.returncode == 2 and "k must be an integer from 1 to 10000" in r.stderr, r.describe()
+    assert sorted(ck.steps("odd")) == [0, 1000, 2000, 3000]
 
 
 # ---------------------------------------------------------------------------------------------
