@@ -1,10 +1,11 @@
-import CSQLite
+import CKStore
+import CKStoreSQLite
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-extension Store {
+extension LocalStoreFactory {
     /// Opens the store's metadata database (docs/FORMAT.md, "Read-only opens").
     ///
     /// With write access it is opened read-write (and migrated). Without, it never creates a
@@ -49,7 +50,7 @@ extension Store {
         }
         do {
             return try SQLiteMetadataStore(path: database, create: false, readOnly: true, onMissingSchema: refuseIfBlobs)
-        } catch let error as CKStoreError where Store.cannotUseWriteAheadLog(error) {
+        } catch let error as CKStoreError where Self.cannotUseWriteAheadLog(error) {
             if walHoldsData { try refuseUnreadableWriteAheadLog(store: store) }
             return try openImmutable()
         } catch {
@@ -62,7 +63,7 @@ extension Store {
     /// a readonly database").
     private static func cannotUseWriteAheadLog(_ error: CKStoreError) -> Bool {
         guard let cause = error.cause as? SQLiteError else { return false }
-        return cause.primaryCode == SQLITE_CANTOPEN || cause.primaryCode == SQLITE_READONLY
+        return cause.isCannotOpenOrReadOnly
     }
 
     /// Throws because the store's write-ahead log holds data (commits that may not be in the

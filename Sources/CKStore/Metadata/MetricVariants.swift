@@ -12,30 +12,9 @@
 ///   inputs and are kept.
 /// Snapshots that gc's retention policy removes keep their metrics: the content was not
 /// changed, and the metrics stay as the run's history ("metrics at steps without a snapshot").
-extension SQLiteMetadataStore {
-    /// Deletes the metrics measured on the content at `runID`@`step` (see above); with
-    /// `includingStep` false, only those of later averages. Call inside the transaction that
-    /// changes the content. Returns the number of rows deleted.
-    func dropMetrics(measuredOn runID: Int, step: Int, includingStep: Bool) throws -> Int {
-        var doomed: [(Int, String)] = []
-        try db.statement("SELECT DISTINCT step, variant FROM metrics WHERE run_id = ? AND step >= ?").forEachRow([.int(runID), .int(step)])
-        {
-            row in
-            let t = row.int(0)
-            let variant = row.text(1)
-            if t == step ? includingStep : Self.variant(variant, at: t, includes: step) { doomed.append((t, variant)) }
-        }
-        var dropped = 0
-        let delete = try db.statement("DELETE FROM metrics WHERE run_id = ? AND step = ? AND variant = ?")
-        for (t, variant) in doomed {
-            try delete.run([.int(runID), .int(t), .text(variant)])
-            dropped += db.changes
-        }
-        return dropped
-    }
-
+package enum MetricVariants {
     /// Whether the average named `variant` at step `t` has step `s` (< t) among its inputs.
-    static func variant(_ variant: String, at t: Int, includes s: Int) -> Bool {
+    package static func variant(_ variant: String, at t: Int, includes s: Int) -> Bool {
         let parts = variant.split(separator: "-", omittingEmptySubsequences: false)
         guard let kind = parts.first, t > s else { return false }
         func value(_ prefix: String, in part: Substring) -> Int? {
@@ -69,5 +48,12 @@ extension SQLiteMetadataStore {
         default:
             return false
         }
+    }
+
+    /// Of the metric rows of a run at steps ≥ `step` (given as step and variant), those
+    /// measured on the content at `step` (see above); with `includingStep` false, only those
+    /// of later averages. Every metadata backend deletes exactly these.
+    package static func stale(_ rows: [(step: Int, variant: String)], step: Int, includingStep: Bool) -> [(step: Int, variant: String)] {
+        rows.filter { $0.step == step ? includingStep : variant($0.variant, at: $0.step, includes: step) }
     }
 }

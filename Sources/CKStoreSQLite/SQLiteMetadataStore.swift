@@ -1,3 +1,5 @@
+import CKStore
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -8,11 +10,13 @@
 /// and applied in order, each migration in its own transaction and recorded in
 /// `schema_migrations` and `PRAGMA user_version`. A database whose version is newer than this
 /// binary knows is refused.
-final class SQLiteMetadataStore: MetadataStore {
+package final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
     let db: Connection
+    /// The database file's path (worker connections open it again, read-only).
+    let path: String
 
     /// The schema version this binary creates and understands.
-    static var schemaVersion: Int { schemaMigrations.map(\.id).max() ?? 0 }
+    package static var schemaVersion: Int { schemaMigrations.map(\.id).max() ?? 0 }
 
     /// Opens (creating and migrating when `create`) the database at `path`.
     /// - Parameters:
@@ -24,10 +28,11 @@ final class SQLiteMetadataStore: MetadataStore {
     ///     at all (a new or emptied file); it may throw to refuse creating one.
     /// - Throws: `.integrity` when the file is not a database or its schema version is damaged;
     ///   `.environment` when its schema is newer than this binary.
-    init(
+    package init(
         path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false,
         onMissingSchema: (() throws(CKStoreError) -> Void)? = nil
     ) throws {
+        self.path = path
         do {
             let mode: Connection.Mode =
                 immutable ? .readOnlyImmutable : readOnly ? .readOnly : create ? .readWriteCreate : .readWrite
@@ -96,33 +101,27 @@ final class SQLiteMetadataStore: MetadataStore {
     }
 
     /// Closes the connection, reporting leaked statements.
-    func close() throws {
+    package func close() throws {
         try db.close()
     }
 
     // MARK: - Chunks
 
-    func hasChunk(_ hash: SHA256Digest) throws -> Bool {
+    package func hasChunk(_ hash: SHA256Digest) throws -> Bool {
         try db.statement("SELECT 1 FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { _ in true } ?? false
     }
 
-    func storedSize(ofChunk hash: SHA256Digest) throws -> Int? {
+    package func storedSize(ofChunk hash: SHA256Digest) throws -> Int? {
         try db.statement("SELECT stored_size FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { $0.int(0) }
-    }
-
-    func allChunks() throws -> [(SHA256Digest, Int)] {
-        try db.statement("SELECT hash, stored_size FROM chunks ORDER BY hash").rows { row in
-            (SHA256Digest(bytes: row.blob(0))!, row.int(1))
-        }
     }
 
     // MARK: - Runs and snapshots
 
-    func runID(_ name: String) throws -> Int? {
+    package func runID(_ name: String) throws -> Int? {
         try db.statement("SELECT id FROM runs WHERE name = ?").firstRow([.text(name)]) { $0.int(0) }
     }
 
-    func runs() throws -> [RunSummary] {
+    package func runs() throws -> [RunSummary] {
         try db.statement(
             """
             SELECT r.name, count(s.id), min(s.step), max(s.step) FROM runs r
@@ -144,22 +143,26 @@ final class SQLiteMetadataStore: MetadataStore {
             createdAtMilliseconds: Int64(row.int(3)), logicalBytes: row.int(4), tensorCount: row.int(5))
     }
 
-    func snapshots(run: String) throws -> [SnapshotInfo]? {
+    package func snapshots(run: String) throws -> [SnapshotInfo]? {
         guard try runID(run) != nil else { return nil }
         return try db.statement(Self.snapshotColumns + " WHERE r.name = ? ORDER BY s.step").rows([.text(run)], Self.snapshotInfo)
     }
 
-    func snapshot(run: String, step: Int) throws -> SnapshotInfo? {
+    package func snapshot(run: String, step: Int) throws -> SnapshotInfo? {
         try db.statement(Self.snapshotColumns + " WHERE r.name = ? AND s.step = ?").firstRow([.text(run), .int(step)], Self.snapshotInfo)
     }
 
-    func latestSnapshot(run: String) throws -> SnapshotInfo? {
+    package func allSnapshots() throws -> [SnapshotInfo] {
+        try db.statement(Self.snapshotColumns + " ORDER BY r.name, s.step").rows([], Self.snapshotInfo)
+    }
+
+    package func latestSnapshot(run: String) throws -> SnapshotInfo? {
         try db.statement(Self.snapshotColumns + " WHERE r.name = ? ORDER BY s.step DESC LIMIT 1").firstRow([.text(run)], Self.snapshotInfo)
     }
 
     // MARK: - Manifests
 
-    func manifestDigests(prefix: String, limit: Int) throws -> [SHA256Digest] {
+    package func manifestDigests(prefix: String, limit: Int) throws -> [SHA256Digest] {
         let lower = prefix.lowercased().padding(toLength: 64, withPad: "0", startingAt: 0)
         let upper = prefix.lowercased().padding(toLength: 64, withPad: "f", startingAt: 0)
         guard let lo = SHA256Digest(hex: lower), let hi = SHA256Digest(hex: upper) else { return [] }
@@ -167,11 +170,11 @@ final class SQLiteMetadataStore: MetadataStore {
             .rows([.blob(lo.bytes), .blob(hi.bytes), .int(limit)]) { SHA256Digest(bytes: $0.blob(0))! }
     }
 
-    func manifestID(_ digest: SHA256Digest) throws -> Int? {
+    package func manifestID(_ digest: SHA256Digest) throws -> Int? {
         try db.statement("SELECT id FROM manifests WHERE digest = ?").firstRow([.blob(digest.bytes)]) { $0.int(0) }
     }
 
-    func manifest(_ digest: SHA256Digest) throws -> Manifest? {
+    package func manifest(_ digest: SHA256Digest) throws -> Manifest? {
         try db.readTransaction { () throws -> Manifest? in
             guard
                 let (id, header, dataLength) = try db.statement("SELECT id, header, data_length FROM manifests WHERE digest = ?")
@@ -219,7 +222,7 @@ final class SQLiteMetadataStore: MetadataStore {
 
     // MARK: - Metrics
 
-    func metrics(run: String) throws -> [MetricRecord] {
+    package func metrics(run: String) throws -> [MetricRecord] {
         try db.statement(
             """
             SELECT r.name, m.step, m.variant, m.name, m.value FROM metrics m JOIN runs r ON r.id = m.run_id
@@ -230,7 +233,7 @@ final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    func recordMetrics(run: String, step: Int, variant: String, values: [(String, Double)]) throws {
+    package func recordMetrics(run: String, step: Int, variant: String, values: [(String, Double)]) throws {
         try db.inTransaction {
             guard let runID = try runID(run) else { throw CKStoreError(.notFound, "run '\(run)' does not exist") }
             try insertMetrics(runID: runID, step: step, variant: variant, values: values)
@@ -238,7 +241,7 @@ final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    func insertMetrics(runID: Int, step: Int, variant: String, values: [(String, Double)]) throws {
+    package func insertMetrics(runID: Int, step: Int, variant: String, values: [(String, Double)]) throws {
         let insert = try db.statement(
             "INSERT OR REPLACE INTO metrics (run_id, step, variant, name, value, recorded_at) VALUES (?, ?, ?, ?, ?, ?)")
         let now = nowMilliseconds()
@@ -249,7 +252,7 @@ final class SQLiteMetadataStore: MetadataStore {
 
     // MARK: - Statistics
 
-    func statistics() throws -> StoreStatistics {
+    package func statistics() throws -> StoreStatistics {
         try db.readTransaction {
             var stats = StoreStatistics()
             stats.runs = try db.statement("SELECT count(*) FROM runs").firstRow { $0.int(0) } ?? 0
@@ -285,7 +288,7 @@ final class SQLiteMetadataStore: MetadataStore {
 }
 
 extension SQLiteMetadataStore {
-    func storedBytesByStep(run: String) throws -> [Int: Int] {
+    package func storedBytesByStep(run: String) throws -> [Int: Int] {
         var result: [Int: Int] = [:]
         try db.statement(
             """
@@ -297,7 +300,7 @@ extension SQLiteMetadataStore {
         return result
     }
 
-    func referencedChunkHashes() throws -> Set<SHA256Digest> {
+    package func referencedChunkHashes() throws -> Set<SHA256Digest> {
         var set = Set<SHA256Digest>()
         try db.statement(
             """
@@ -307,29 +310,4 @@ extension SQLiteMetadataStore {
         ).forEachRow { set.insert(SHA256Digest(bytes: $0.blob(0))!) }
         return set
     }
-}
-
-/// Milliseconds since 1970.
-func nowMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
-/// Parses a shape stored as a JSON array of integers ("[768,2304]").
-func parseShape(_ text: String) -> [Int]? {
-    let inner = text.dropFirst().dropLast()
-    guard text.first == "[", text.last == "]" else { return nil }
-    if inner.isEmpty { return [] }
-    var dims: [Int] = []
-    for part in inner.split(separator: ",", omittingEmptySubsequences: false) {
-        guard let v = Int(part), v >= 0 else { return nil }
-        dims.append(v)
-    }
-    return dims
-}
-
-/// Formats a shape as a JSON array of integers.
-func formatShape(_ shape: [Int]) -> String {
-    "[" + shape.map(String.init).joined(separator: ",") + "]"
 }

@@ -1,3 +1,4 @@
+import CKStore
 import CSQLite
 
 /// An error reported by SQLite: the extended result code, SQLite's message, and the SQL that
@@ -22,6 +23,11 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
     /// True when SQLite reports that the database file is corrupt or not a database.
     public var isCorruption: Bool { primaryCode == SQLITE_CORRUPT || primaryCode == SQLITE_NOTADB }
 
+    /// True when a read-only open could neither use nor create the database's `-shm` index
+    /// (SQLite reports "unable to open database file" or "attempt to write a readonly
+    /// database").
+    package var isCannotOpenOrReadOnly: Bool { primaryCode == SQLITE_CANTOPEN || primaryCode == SQLITE_READONLY }
+
     /// True when the store is read-only or the disk is full.
     public var isEnvironmental: Bool {
         primaryCode == SQLITE_READONLY || primaryCode == SQLITE_FULL || primaryCode == SQLITE_IOERR
@@ -39,4 +45,18 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
         if let sql { text += " (while running: \(sql.prefix(120)))" }
         return text
     }
+}
+
+extension SQLiteError: ClassifiedBackendError {
+    /// Busy and locked are transient; corruption is an integrity failure; read-only, permission
+    /// and cannot-open are refusals to write; everything else (I/O, disk full, constraint
+    /// violations of a damaged database) is an environment failure.
+    package var failureKind: BackendFailureKind {
+        if isBusy { return .busy }
+        if isCorruption { return .integrity }
+        if primaryCode == SQLITE_READONLY || primaryCode == SQLITE_PERM { return .readOnly }
+        return .environment
+    }
+
+    package var failureMessage: String { isCorruption ? "database is corrupt: \(message)" : message }
 }
