@@ -37,7 +37,7 @@ public struct Manifest: Sendable {
     }
 
     /// Reassembles a manifest read from the metadata store, checking its recorded digest.
-    init(headerBytes: [UInt8], dataLength: Int, tensors: [TensorEntry], recordedDigest: SHA256Digest) {
+    package init(headerBytes: [UInt8], dataLength: Int, tensors: [TensorEntry], recordedDigest: SHA256Digest) {
         self.headerBytes = headerBytes
         self.dataLength = dataLength
         self.tensors = tensors
@@ -53,7 +53,7 @@ public struct Manifest: Sendable {
     /// than a blob can hold. A manifest built from a validated header always passes; one read
     /// from damaged (or crafted) database rows may not, and then offsets computed from it could
     /// overflow and read buffers sized by it could exhaust memory.
-    func layoutProblem() -> String? {
+    package func layoutProblem() -> String? {
         var end = 0
         for tensor in tensors {
             if let chunk = tensor.chunks.first(where: { $0.rawSize > BlobHeader.maxRawLength }) {
