@@ -97,6 +97,27 @@ public final class PostgresStoreLock {
         return true
     }
 
+    /// Throws unless this session still holds the lock in the mode taken (its connection may
+    /// have broken, and the server then released it). gc calls it just before deleting blobs.
+    public func verifyHeld() throws(CKStoreError) {
+        guard let held else { throw CKStoreError(.environment, "the store lock of \(target) is not held") }
+        let mode = held == .exclusive || upgraded ? "ExclusiveLock" : "ShareLock"
+        let count: Int
+        do {
+            count = try conn.execute(
+                """
+                SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted AND mode = $1
+                  AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1
+                """, [.text(mode), .int64(Int64(UInt64(bitPattern: key) >> 32)), .int64(Int64(UInt64(bitPattern: key) & 0xffff_ffff))]
+            ).int(0, 0)
+        } catch {
+            throw CKStoreError.wrapPostgres(error, context: "the store lock of \(target) was lost")
+        }
+        if count == 0 {
+            throw CKStoreError(.environment, "the store lock of \(target) was lost (its connection was reset); nothing more was deleted")
+        }
+    }
+
     /// "ckstore put pid=12 host=a, ckstore get pid=13 host=b", or "another process".
     public func describeHolders() -> String {
         let holders = (try? self.holders()) ?? []

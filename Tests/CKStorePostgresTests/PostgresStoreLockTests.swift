@@ -112,8 +112,10 @@ struct PostgresStoreLockTests {
         try putLock.acquire(exclusive: false, policy: LockWaitPolicy(timeout: 0))
         // The lock connection dies (network partition, server restart of the backend).
         let admin = try connect()
+        try putLock.verifyHeld()
         let backend = try putLock.conn.execute("SELECT pg_backend_pid()").int64(0, 0)
         try admin.execute("SELECT pg_terminate_backend($1::int)", [.int64(backend)])
+        #expect(caught(CKStoreError.self) { try putLock.verifyHeld() }?.code == .environment)
         // A gc on another host now gets the exclusive lock and collects.
         let gcFence = GCFence()
         let gc = try PostgresMetadataStore(location: location, create: false, fence: gcFence)
