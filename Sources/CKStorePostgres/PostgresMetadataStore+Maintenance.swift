@@ -165,3 +165,16 @@ extension PostgresMetadataStore {
         return []
     }
 }
+
+extension PostgresMetadataStore {
+    /// The store's configuration text (`config.json` of a local store), nil for the defaults.
+    public func configurationText() throws -> String? {
+        let r = try conn.execute("SELECT config FROM store_state WHERE id = 1")
+        return r.rowCount == 0 ? nil : try r.optional(0, 0, r.string)
+    }
+
+    /// Records the configuration text unless one is recorded (init; idempotent, first wins).
+    public func recordConfigurationIfAbsent(_ text: String) throws {
+        try write { try conn.execute("UPDATE store_state SET config = $1 WHERE id = 1 AND config IS NULL", [.text(text)]) }
+    }
+}
