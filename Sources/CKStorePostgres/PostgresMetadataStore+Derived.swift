@@ -4,11 +4,11 @@ import CKStore
 extension PostgresMetadataStore {
     /// The digest of the derived snapshot stored under `key`, or nil.
     public func derivedDigest(key: SHA256Digest) throws -> SHA256Digest? {
-        try derivedEntry(key: key)?.digest
+        try derivedEntryTuple(key: key)?.digest
     }
 
     /// The derived row stored under `key` (recipe, inputs, result digest), or nil.
-    public func derivedEntry(key: SHA256Digest) throws -> (digest: SHA256Digest, recipe: String, inputs: String)? {
+    func derivedEntryTuple(key: SHA256Digest) throws -> (digest: SHA256Digest, recipe: String, inputs: String)? {
         let r = try conn.execute(
             "SELECT m.digest, d.recipe, d.inputs FROM derived d JOIN manifests m ON m.id = d.manifest_id WHERE d.key = $1",
             [.bytes(key.bytes)])
@@ -28,7 +28,7 @@ extension PostgresMetadataStore {
     }
 
     /// Every derived row: id, key, recorded recipe and inputs, and the result's digest.
-    public func derivedRows() throws -> [(id: Int, key: SHA256Digest?, recipe: String, inputs: String, digest: SHA256Digest?)] {
+    public func derivedRowTuples() throws -> [(id: Int, key: SHA256Digest?, recipe: String, inputs: String, digest: SHA256Digest?)] {
         let r = try conn.execute(
             "SELECT d.id, d.key, d.recipe, d.inputs, m.digest FROM derived d LEFT JOIN manifests m ON m.id = d.manifest_id ORDER BY d.id")
         return try (0..<r.rowCount).map { i in

@@ -20,17 +20,18 @@ public struct PostgresCollectedRows: Sendable {
 /// `Store+Check.swift` issue them on SQLite.
 extension PostgresMetadataStore {
     /// In one write transaction that first increments the gc epoch: deletes the snapshot rows
-    /// `removing` (dropping their metrics when `dropsMetrics`), every derived row when
+    /// `removing()` returns (called inside the transaction; dropping their metrics when `dropsMetrics`), every derived row when
     /// `dropDerived`, the manifests no longer named and the chunk rows no longer used. `decide`
     /// sees the result and returns whether to commit (false: roll back, for a dry run or a
     /// refusal); it may throw (rolled back).
     public func collect(
-        removing: [(run: String, step: Int)], dropsMetrics: Bool, dropDerived: Bool, decide: (PostgresCollectedRows) throws -> Bool
+        removing: () throws -> [(run: String, step: Int)], dropsMetrics: Bool, dropDerived: Bool,
+        decide: (PostgresCollectedRows) throws -> Bool
     ) throws -> PostgresCollectedRows {
         try writeOrRollback { () throws -> (commit: Bool, value: PostgresCollectedRows) in
             try bumpGCEpoch()
             var rows = PostgresCollectedRows()
-            for (run, step) in removing {
+            for (run, step) in try removing() {
                 if dropsMetrics, let runID = try runID(run) {
                     rows.droppedMetrics += try dropMetrics(measuredOn: runID, step: step, includingStep: true)
                 }

@@ -110,10 +110,10 @@ struct PostgresMetadataStoreTests {
         let a = sampleManifest(seed: 1)
         _ = try store.commit(manifest: a, run: "r", step: 1, metrics: [], force: false)
         _ = try store.commit(manifest: sampleManifest(seed: 2), run: "r", step: 2, metrics: [], force: false)
-        let dry = try store.collect(removing: [("r", 1)], dropsMetrics: false, dropDerived: true) { _ in false }
+        let dry = try store.collect(removing: { [("r", 1)] }, dropsMetrics: false, dropDerived: true) { _ in false }
         #expect(dry.released == [a.tensors[0].chunks[0].hash])
         #expect(try store.snapshots(run: "r")?.count == 2)  // rolled back
-        let done = try store.collect(removing: [("r", 1)], dropsMetrics: false, dropDerived: true) { _ in true }
+        let done = try store.collect(removing: { [("r", 1)] }, dropsMetrics: false, dropDerived: true) { _ in true }
         #expect(done.removedSnapshots == ["r@1"] && done.live.count == 1 && done.snapshotCount == 1)
         #expect(try store.hasChunk(a.tensors[0].chunks[0].hash) == false)
         #expect(try store.repairRows(derivedDigests: [], chunkHashes: [a.tensors[0].chunks[0].hash]).isEmpty)

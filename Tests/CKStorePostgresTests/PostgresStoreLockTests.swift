@@ -121,7 +121,7 @@ struct PostgresStoreLockTests {
         let gc = try PostgresMetadataStore(location: location, create: false, fence: gcFence)
         let gcLock = try PostgresStoreLock(location: location, schema: gc.schema, fence: gcFence)
         try gcLock.acquire(exclusive: true, policy: LockWaitPolicy(timeout: 5))
-        _ = try gc.collect(removing: [], dropsMetrics: false, dropDerived: true) { _ in true }
+        _ = try gc.collect(removing: { [] }, dropsMetrics: false, dropDerived: true) { _ in true }
         gcLock.release()
         let e = caught(CKStoreError.self) {
             _ = try put.commit(manifest: sampleManifest(seed: 1), run: "r", step: 1, metrics: [], force: false)
