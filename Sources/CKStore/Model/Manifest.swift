@@ -6,6 +6,13 @@ public struct ChunkRef: Sendable, Equatable {
     public let rawSize: Int
     /// Size of the blob file, header included.
     public let storedSize: Int
+
+    /// Creates a reference.
+    package init(hash: SHA256Digest, rawSize: Int, storedSize: Int) {
+        self.hash = hash
+        self.rawSize = rawSize
+        self.storedSize = storedSize
+    }
 }
 
 /// One tensor of a manifest: its header entry and its chunks, in order.
@@ -14,6 +21,12 @@ public struct TensorEntry: Sendable, Equatable {
     public let info: TensorInfo
     /// The chunks whose concatenation is the tensor's bytes.
     public let chunks: [ChunkRef]
+
+    /// Creates an entry.
+    package init(info: TensorInfo, chunks: [ChunkRef]) {
+        self.info = info
+        self.chunks = chunks
+    }
 }
 
 /// The content of one safetensors file: its header bytes and, for each tensor in data-section
