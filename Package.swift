@@ -75,7 +75,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "ckstore",
-            dependencies: ["CKStore"]
+            dependencies: ["CKStore", "CKStorePostgres"]
         ),
         .testTarget(
             name: "CKStoreTests",

@@ -177,7 +177,7 @@ extension PostgresMetadataStore {
             WHERE r.name = $1 ORDER BY m.step, m.variant COLLATE "C", m.name COLLATE "C"
             """, [.text(run)])
         return try (0..<r.rowCount).map { i in
-            MetricRecord.make(
+            MetricRecord(
                 run: try r.string(i, 0), step: try r.int(i, 1), variant: try r.string(i, 2), name: try r.string(i, 3),
                 value: try r.double(i, 4))
         }
@@ -212,7 +212,7 @@ extension PostgresMetadataStore {
         for i in 0..<r.rowCount {
             let t = try r.int(i, 0)
             let variant = try r.string(i, 1)
-            guard t == step ? includingStep : StaleMetricsRule.variant(variant, at: t, includes: step) else { continue }
+            guard t == step ? includingStep : MetricVariants.variant(variant, at: t, includes: step) else { continue }
             let d = try conn.execute(
                 "DELETE FROM metrics WHERE run_id = $1 AND step = $2 AND variant = $3", [.int64(runID), .int(t), .text(variant)])
             dropped += d.affectedRows ?? 0

@@ -72,7 +72,7 @@ extension PostgresMetadataStore {
             try run.map { try conn.execute(sql + " WHERE r.name = $1 ORDER BY d.created_at DESC, d.id DESC", [.text($0)]) }
             ?? conn.execute(sql + " ORDER BY d.created_at DESC, d.id DESC")
         return try (0..<r.rowCount).map { i in
-            DerivedInfo.make(
+            DerivedInfo(
                 recipe: try r.string(i, 0), inputs: try r.string(i, 1), run: try r.optional(i, 2, r.string), digest: try digest(r, i, 3),
                 logicalBytes: try r.int(i, 4), createdAtMilliseconds: try r.int64(i, 5))
         }

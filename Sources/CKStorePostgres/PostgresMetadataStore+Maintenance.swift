@@ -3,7 +3,7 @@ import CKStore
 /// What a collection's transaction changed, for the store to decide about the blobs.
 public struct PostgresCollectedRows: Sendable {
     /// RUN@STEP of the snapshot rows deleted.
-    public var removedSnapshots: [String] = []
+    package var removedSnapshots: [SnapshotKey] = []
     /// Recipes of the derived rows deleted.
     public var removedDerived: [String] = []
     /// Metric rows dropped with the snapshots.
@@ -35,9 +35,9 @@ extension PostgresMetadataStore {
                 if dropsMetrics, let runID = try runID(run) {
                     rows.droppedMetrics += try dropMetrics(measuredOn: runID, step: step, includingStep: true)
                 }
-                try conn.execute(
+                let deleted = try conn.execute(
                     "DELETE FROM snapshots WHERE step = $1 AND run_id = (SELECT id FROM runs WHERE name = $2)", [.int(step), .text(run)])
-                rows.removedSnapshots.append("\(run)@\(step)")
+                if (deleted.affectedRows ?? 0) > 0 { rows.removedSnapshots.append(SnapshotKey(run: run, step: step)) }
             }
             if dropDerived {
                 let r = try conn.execute("DELETE FROM derived RETURNING id, recipe")

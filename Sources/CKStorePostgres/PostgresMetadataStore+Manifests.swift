@@ -27,7 +27,7 @@ extension PostgresMetadataStore {
                 """, [.int64(id)])
             for i in 0..<c.rowCount {
                 chunksByTensor[try c.int(i, 0), default: []].append(
-                    ChunkRef.make(hash: try CKStorePostgres.digest(c, i, 1), rawSize: try c.int(i, 2), storedSize: try c.int(i, 3)))
+                    ChunkRef(hash: try CKStorePostgres.digest(c, i, 1), rawSize: try c.int(i, 2), storedSize: try c.int(i, 3)))
             }
             let t = try conn.execute(
                 "SELECT position, name, dtype, shape, data_start, byte_length, chunk_count FROM tensors WHERE manifest_id = $1 ORDER BY position",
@@ -53,7 +53,7 @@ extension PostgresMetadataStore {
                     throw CKStoreError(.integrity, "snapshot sha256:\(digest.hex): tensor '\(name)' has damaged chunk rows")
                 }
                 tensors.append(
-                    TensorEntry.make(
+                    TensorEntry(
                         info: TensorInfo(name: name, dtype: dtype, shape: shape, dataStart: start, dataEnd: end), chunks: chunks))
             }
             let manifest = Manifest(headerBytes: header, dataLength: dataLength, tensors: tensors, recordedDigest: digest)
@@ -65,7 +65,7 @@ extension PostgresMetadataStore {
     /// Totals for `stats` (orphan figures are filled in by the store, which sees the blobs).
     public func statistics() throws -> StoreStatistics {
         try readView {
-            var stats = StoreStatistics.make()
+            var stats = StoreStatistics()
             stats.runs = try conn.execute("SELECT count(*) FROM runs").int(0, 0)
             let s = try conn.execute(
                 "SELECT count(*), coalesce(sum(8 + octet_length(m.header) + m.data_length), 0)::bigint FROM snapshots s JOIN manifests m ON m.id = s.manifest_id"

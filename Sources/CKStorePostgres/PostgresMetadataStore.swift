@@ -197,7 +197,7 @@ public final class PostgresMetadataStore {
             LEFT JOIN snapshots s ON s.run_id = r.id GROUP BY r.id, r.name ORDER BY r.name COLLATE "C"
             """)
         return try (0..<r.rowCount).map { i in
-            RunSummary.make(
+            RunSummary(
                 name: try r.string(i, 0), snapshotCount: try r.int(i, 1), firstStep: try r.optional(i, 2, r.int),
                 lastStep: try r.optional(i, 3, r.int))
         }
@@ -210,7 +210,7 @@ public final class PostgresMetadataStore {
 
     private func snapshotInfos(_ r: PGResult) throws -> [SnapshotInfo] {
         try (0..<r.rowCount).map { i in
-            SnapshotInfo.make(
+            SnapshotInfo(
                 run: try r.string(i, 0), step: try r.int(i, 1), digest: try digest(r, i, 2), createdAtMilliseconds: try r.int64(i, 3),
                 logicalBytes: try r.int(i, 4), tensorCount: try r.int(i, 5))
         }

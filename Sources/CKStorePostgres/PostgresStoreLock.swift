@@ -45,32 +45,49 @@ public final class PostgresStoreLock {
         let start = monotonicSeconds()
         var pause = 0.001
         var reported = false
-        do {
-            while true {
-                if try conn.tryAdvisoryLock(key, mode) { break }
-                let waited = monotonicSeconds() - start
-                if let timeout = policy.timeout, waited >= timeout {
-                    let seconds = timeout == timeout.rounded() && abs(timeout) < 1e15 ? "\(Int(timeout))" : "\(timeout)"
-                    throw CKStoreError(
-                        .environment,
-                        "the store lock of \(target) is held by \(describeHolders()); gave up after \(seconds) s (--wait \(seconds)), "
-                            + "nothing was changed")
-                }
-                if !reported && waited >= policy.reportAfter {
-                    reported = true
-                    policy.onWait?("waiting for the store lock held by \(describeHolders())…")
-                }
-                if reported && policy.timeout == nil {
-                    try conn.advisoryLock(key, mode)
-                    break
-                }
-                var remaining = pause
-                if let timeout = policy.timeout { remaining = min(remaining, max(0.001, timeout - waited)) }
-                var ts = timespec(tv_sec: Int(remaining), tv_nsec: Int((remaining - Double(Int(remaining))) * 1e9))
-                var left = timespec()
-                while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
-                pause = min(pause * 2, 0.01)
+        while true {
+            if try tryTake(mode) { return }
+            let waited = monotonicSeconds() - start
+            if let timeout = policy.timeout, waited >= timeout {
+                let seconds = timeout == timeout.rounded() && abs(timeout) < 1e15 ? "\(Int(timeout))" : "\(timeout)"
+                throw CKStoreError(
+                    .environment,
+                    "the store lock of \(target) is held by \(describeHolders()); gave up after \(seconds) s (--wait \(seconds)), "
+                        + "nothing was changed")
             }
+            if !reported && waited >= policy.reportAfter {
+                reported = true
+                policy.onWait?("waiting for the store lock held by \(describeHolders())…")
+            }
+            if reported && policy.timeout == nil {
+                try take(mode)
+                return
+            }
+            var remaining = pause
+            if let timeout = policy.timeout { remaining = min(remaining, max(0.001, timeout - waited)) }
+            var ts = timespec(tv_sec: Int(remaining), tv_nsec: Int((remaining - Double(Int(remaining))) * 1e9))
+            var left = timespec()
+            while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
+            pause = min(pause * 2, 0.01)
+        }
+    }
+
+    /// Takes the lock if no other session prevents it now (recording the gc epoch).
+    func tryTake(_ mode: PGAdvisoryLockMode) throws(CKStoreError) -> Bool {
+        do {
+            guard try conn.tryAdvisoryLock(key, mode) else { return false }
+            held = mode
+            fence.record(try conn.execute("SELECT gc_epoch FROM store_state WHERE id = 1").int64(0, 0))
+            return true
+        } catch {
+            throw CKStoreError.wrapPostgres(error, context: "cannot lock the store at \(target)")
+        }
+    }
+
+    /// Takes the lock, waiting as long as the holders hold it (recording the gc epoch).
+    func take(_ mode: PGAdvisoryLockMode) throws(CKStoreError) {
+        do {
+            try conn.advisoryLock(key, mode)
             held = mode
             fence.record(try conn.execute("SELECT gc_epoch FROM store_state WHERE id = 1").int64(0, 0))
         } catch {
@@ -118,15 +135,24 @@ public final class PostgresStoreLock {
         }
     }
 
-    /// "ckstore put pid=12 host=a, ckstore get pid=13 host=b", or "another process".
+    /// "put (pid 12 on host a), get (pid 13 on host b)", or "another process".
     public func describeHolders() -> String {
-        let holders = (try? self.holders()) ?? []
-        return holders.isEmpty ? "another process" : holders.joined(separator: ", ")
+        let holders = (try? holderRows()) ?? []
+        return holders.isEmpty ? "another process" : holders.map(\.text).joined(separator: ", ")
+    }
+
+    /// A session holding the lock: the ckstore command, pid and host from its application name.
+    struct HolderRow {
+        var pid: Int32
+        var name: String
+        var host: String?
+        var isSelf: Bool
+        var text: String
     }
 
     /// The sessions holding the lock (granted, not waiting), each as "put (pid N on host H)"
     /// when it is a ckstore connection, else its application name and address.
-    public func holders() throws -> [String] {
+    func holderRows() throws -> [HolderRow] {
         let r = try conn.execute(
             """
             SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local')
@@ -138,10 +164,20 @@ public final class PostgresStoreLock {
         return try (0..<r.rowCount).map { i in
             let app = try r.string(i, 1)
             let parts = app.split(separator: " ")
-            if parts.count == 4, parts[0] == "ckstore", parts[2].hasPrefix("pid="), parts[3].hasPrefix("host=") {
-                return "\(parts[1]) (pid \(parts[2].dropFirst(4)) on host \(parts[3].dropFirst(5)))"
+            if parts.count == 4, parts[0] == "ckstore", parts[2].hasPrefix("pid="), parts[3].hasPrefix("host="),
+                let pid = Int32(parts[2].dropFirst(4))
+            {
+                let host = String(parts[3].dropFirst(5))
+                let isSelf = pid == getpid() && host == hostName()
+                return HolderRow(
+                    pid: pid, name: String(parts[1]), host: host, isSelf: isSelf,
+                    text: isSelf ? "this process (pid \(pid) on host \(host))" : "\(parts[1]) (pid \(pid) on host \(host))")
             }
-            return "\(app.isEmpty ? "a session" : app) (server pid \(try r.int(i, 0)) from \(try r.string(i, 2)))"
+            let server = Int32(truncatingIfNeeded: try r.int(i, 0))
+            let name = app.isEmpty ? "a session" : app
+            return HolderRow(
+                pid: server, name: name, host: try r.string(i, 2), isSelf: false,
+                text: "\(name) (server pid \(server) from \(try r.string(i, 2)))")
         }
     }
 }
@@ -162,7 +198,7 @@ private func currentCommand() -> String {
 }
 
 /// This host's name (printable ASCII, no spaces).
-private func hostName() -> String {
+func hostName() -> String {
     var buffer = [CChar](repeating: 0, count: 256)
     guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
     let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -19,9 +19,9 @@ func dropSchema(_ location: PostgresLocation) {
 /// A one-tensor manifest (F32, `count` elements, one chunk whose hash is derived from `seed`).
 func sampleManifest(seed: UInt8, count: Int = 4) -> Manifest {
     let header = Array("{\"w\":{\"dtype\":\"F32\",\"shape\":[\(count)],\"data_offsets\":[0,\(count * 4)]}}".utf8)
-    let chunk = ChunkRef.make(hash: SHA256Digest.hash([seed]), rawSize: count * 4, storedSize: 30 + Int(seed))
+    let chunk = ChunkRef(hash: SHA256Digest.hash([seed]), rawSize: count * 4, storedSize: 30 + Int(seed))
     let info = TensorInfo(name: "w", dtype: .f32, shape: [count], dataStart: 0, dataEnd: count * 4)
-    return Manifest(headerBytes: header, dataLength: count * 4, tensors: [TensorEntry.make(info: info, chunks: [chunk])])
+    return Manifest(headerBytes: header, dataLength: count * 4, tensors: [TensorEntry(info: info, chunks: [chunk])])
 }
 
 @Suite("PostgresMetadataStore (live)", .serialized, requiresLiveServer)
@@ -57,7 +57,7 @@ struct PostgresMetadataStoreTests {
         #expect(loaded.digest == b.digest && loaded.tensors == b.tensors)
         #expect(try store.hasChunk(a.tensors[0].chunks[0].hash))  // chunk rows stay until gc
         #expect(try store.storedSize(ofChunk: b.tensors[0].chunks[0].hash) == 32)
-        #expect(try store.runs() == [RunSummary.make(name: "r", snapshotCount: 1, firstStep: 10, lastStep: 10)])
+        #expect(try store.runs() == [RunSummary(name: "r", snapshotCount: 1, firstStep: 10, lastStep: 10)])
         #expect(try store.manifestDigests(prefix: String(b.digest.hex.prefix(6)), limit: 5) == [b.digest])
         let stats = try store.statistics()
         #expect(stats.snapshots == 1 && stats.blobCount == 1 && stats.storedBytes == 32)
@@ -114,7 +114,7 @@ struct PostgresMetadataStoreTests {
         #expect(dry.released == [a.tensors[0].chunks[0].hash])
         #expect(try store.snapshots(run: "r")?.count == 2)  // rolled back
         let done = try store.collect(removing: { [("r", 1)] }, dropsMetrics: false, dropDerived: true) { _ in true }
-        #expect(done.removedSnapshots == ["r@1"] && done.live.count == 1 && done.snapshotCount == 1)
+        #expect(done.removedSnapshots == [SnapshotKey(run: "r", step: 1)] && done.live.count == 1 && done.snapshotCount == 1)
         #expect(try store.hasChunk(a.tensors[0].chunks[0].hash) == false)
         #expect(try store.repairRows(derivedDigests: [], chunkHashes: [a.tensors[0].chunks[0].hash]).isEmpty)
     }

@@ -33,15 +33,21 @@ package struct LockHolder: Equatable, CustomStringConvertible {
     package let name: String
     /// True when it is this process (another `Store` of the same program).
     package let isSelf: Bool
+    /// The host it runs on, for locks shared between hosts (nil: this host).
+    package var host: String? = nil
 
     /// Creates a holder.
-    package init(pid: Int32, name: String, isSelf: Bool) {
+    package init(pid: Int32, name: String, isSelf: Bool, host: String? = nil) {
         self.pid = pid
         self.name = name
         self.isSelf = isSelf
+        self.host = host
     }
 
-    package var description: String { isSelf ? "this process (pid \(pid))" : "\(name) (pid \(pid))" }
+    package var description: String {
+        let place = host.map { " on host \($0)" } ?? ""
+        return isSelf ? "this process (pid \(pid)\(place))" : "\(name) (pid \(pid)\(place))"
+    }
 }
 
 /// Shared or exclusive.
