@@ -116,7 +116,7 @@ public final class PostgresStoreLock {
 
     /// Throws unless this session still holds the lock in the mode taken (its connection may
     /// have broken, and the server then released it). gc calls it just before deleting blobs.
-    public func verifyHeld() throws(CKStoreError) {
+    package func verifyHeld() throws(CKStoreError) {
         guard let held else { throw CKStoreError(.environment, "the store lock of \(target) is not held") }
         let mode = held == .exclusive || upgraded ? "ExclusiveLock" : "ShareLock"
         let count: Int

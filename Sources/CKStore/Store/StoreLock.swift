@@ -93,9 +93,17 @@ package protocol StoreLock: AnyObject {
     /// The holders that can be named for sure (for "held by put (pid 12)"), or [] when none
     /// can be verified.
     func holders() -> [LockHolder]
+
+    /// Throws `.environment` unless this instance still holds the lock: a lock held through a
+    /// network connection (PostgreSQL) is lost when the connection breaks. gc and rm call it
+    /// just before deleting blobs. A local lock cannot be lost (the default does nothing).
+    func verifyHeld() throws(CKStoreError)
 }
 
 extension StoreLock {
+    /// A lock that cannot be lost while its holder runs.
+    package func verifyHeld() throws(CKStoreError) {}
+
     /// "put (pid 12), get (pid 13)", or "another process" when no holder can be verified.
     func describeHolders() -> String {
         let holders = holders()
