@@ -35,6 +35,18 @@ package struct PostgresStoreFactory: StoreBackendFactory {
     package func initialize(_ location: String) throws(CKStoreError) -> Bool {
         let parsed = try PostgresLocation(location)
         let created = !(try exists(location))
+        if created, parsed.localBlobsPath.map({ access($0, F_OK) == 0 }) ?? true {
+            // Never metadata over existing blobs: an emptied or lost database looks like that,
+            // and the first gc would delete them all.
+            let blobs = try blobStore(parsed, configuration: StoreConfiguration.default)
+            let count = try pgWrapping("list the blobs of \(parsed.redacted)") { try blobs.listing().blobs.count }
+            if count > 0 {
+                throw CKStoreError(
+                    .integrity,
+                    "the blob store \(parsed.blobs) holds \(count) blob(s) but \(parsed.redacted) has no ckstore tables: refusing to create "
+                        + "metadata over existing blobs (restore the database, or give an empty blob location)")
+            }
+        }
         let metadata = try PostgresMetadataStore(location: parsed, create: true)
         try pgWrapping("cannot create the store at \(parsed.redacted)") {
             try metadata.recordConfigurationIfAbsent(Store.defaultConfigurationText)

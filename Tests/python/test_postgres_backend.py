@@ -144,3 +144,18 @@ def test_a_password_in_the_location_is_refused_and_not_repeated(ckstore_bin, tmp
     assert proc.returncode == 2
     assert b"sekrit-pass-123" not in proc.stderr + proc.stdout
     assert b"PGPASSWORD" in proc.stderr
+
+
+def test_init_refuses_to_create_metadata_over_existing_blobs(ckstore_bin, tmp_path):
+    first = location(tmp_path)
+    run(ckstore_bin, first, "init")
+    data = safetensors({"a": b"\x07" * MiB})
+    (tmp_path / "a.safetensors").write_bytes(data)
+    run(ckstore_bin, first, "put", "--run", "r", "--step", "1", str(tmp_path / "a.safetensors"))
+    # Same blob folder, a new (empty) schema: as if the database had been lost.
+    second = location(tmp_path)
+    refused = run(ckstore_bin, second, "init", check=False)
+    assert refused.returncode == 3, refused.stderr
+    assert b"refusing to create metadata over existing blobs" in refused.stderr
+    assert run(ckstore_bin, second, "ls", check=False).returncode == 1  # nothing was created
+    assert run(ckstore_bin, first, "fsck", "--full").returncode == 0
