@@ -74,6 +74,8 @@ public final class PostgresStoreLock {
 
     /// Takes the lock if no other session prevents it now (recording the gc epoch).
     func tryTake(_ mode: PGAdvisoryLockMode) throws(CKStoreError) -> Bool {
+        // One instance holds the lock once: asking again is a no-op or an upgrade.
+        if let held { return held == .exclusive || mode == .shared || tryUpgradeToExclusive() }
         do {
             guard try conn.tryAdvisoryLock(key, mode) else { return false }
             held = mode
