@@ -15,8 +15,8 @@ import CKStore
 /// defaults).
 package struct PostgresStoreFactory: StoreBackendFactory {
     /// Makes the blob store of an `s3://` location (set by the CLI when the S3 backend is built
-    /// in); nil: `s3://` locations are refused.
-    package nonisolated(unsafe) static var makeS3BlobStore: ((String, StoreConfiguration) throws(CKStoreError) -> any BlobStore)?
+    /// in), creating the bucket when `create` (init); nil: `s3://` locations are refused.
+    package nonisolated(unsafe) static var makeS3BlobStore: ((_ blobs: String, _ create: Bool) throws(CKStoreError) -> any BlobStore)?
 
     /// Creates the factory.
     package init() {}
@@ -38,7 +38,7 @@ package struct PostgresStoreFactory: StoreBackendFactory {
         if created, parsed.localBlobsPath.map({ access($0, F_OK) == 0 }) ?? true {
             // Never metadata over existing blobs: an emptied or lost database looks like that,
             // and the first gc would delete them all.
-            let blobs = try blobStore(parsed, configuration: StoreConfiguration.default)
+            let blobs = try blobStore(parsed, configuration: StoreConfiguration.default, create: true)
             let count = try pgWrapping("list the blobs of \(parsed.redacted)") { try blobs.listing().blobs.count }
             if count > 0 {
                 throw CKStoreError(
@@ -56,7 +56,7 @@ package struct PostgresStoreFactory: StoreBackendFactory {
                 throw CKStoreError(.environment, "cannot create the blob folder \(path): \(problem)")
             }
         }
-        _ = try blobStore(parsed, configuration: try configuration(metadata, parsed))
+        _ = try blobStore(parsed, configuration: try configuration(metadata, parsed), create: true)
         return created
     }
 
@@ -79,7 +79,9 @@ package struct PostgresStoreFactory: StoreBackendFactory {
     }
 
     /// The blob store `blobs=` names.
-    private func blobStore(_ location: PostgresLocation, configuration: StoreConfiguration) throws(CKStoreError) -> any BlobStore {
+    private func blobStore(_ location: PostgresLocation, configuration: StoreConfiguration, create: Bool = false) throws(CKStoreError)
+        -> any BlobStore
+    {
         if let path = location.localBlobsPath {
             guard access(path, F_OK) == 0 else {
                 throw CKStoreError(
@@ -99,7 +101,7 @@ package struct PostgresStoreFactory: StoreBackendFactory {
                 throw CKStoreError(
                     .usage, "blobs=s3://… needs the S3 blob store, which this build does not include; use blobs=file:///path")
             }
-            return try make(location.blobs, configuration)
+            return try make(location.blobs, create)
         }
         throw CKStoreError(.usage, "unsupported blobs= location '\(location.blobs)': give s3://bucket/prefix or file:///absolute/path")
     }
