@@ -31,7 +31,7 @@ struct MetadataBackendFactory: Sendable, CustomTestStringConvertible {
         return MetadataStoreFixture { InMemoryMetadataStore(database: database) }
     }
 
-    /// Every metadata backend. PostgreSQL joins when `CKSTORE_TEST_POSTGRES_URL` is set (one
+    /// Every metadata backend. PostgreSQL joins when `CKSTORE_TEST_PG_URL` is set (one
     /// line here, with a factory that creates a fresh schema or database per fixture).
     static var all: [MetadataBackendFactory] {
         var list: [MetadataBackendFactory] = [.sqlite, .inMemory]
@@ -63,7 +63,7 @@ struct BlobBackendFactory: Sendable, CustomTestStringConvertible {
         return BlobStoreFixture { store }
     }
 
-    /// Every blob backend. S3 joins when `CKSTORE_TEST_S3_BUCKET` (with `AWS_ENDPOINT_URL`)
+    /// Every blob backend. S3 joins when `CKSTORE_TEST_S3=1` (with `AWS_ENDPOINT_URL`)
     /// names a live endpoint (one line here, with a factory using a fresh prefix per fixture).
     static var all: [BlobBackendFactory] {
         var list: [BlobBackendFactory] = [.local, .inMemory]
