@@ -33,7 +33,7 @@ let releaseFlags: [String] = {
 let package = Package(
     name: "ckstore",
     products: [
-        .library(name: "CKStore", targets: ["CKStore"]),
+        .library(name: "CKStore", targets: ["CKStore", "CKStoreBackends"]),
         .executable(name: "ckstore", targets: ["ckstore"]),
     ],
     targets: [
@@ -68,18 +68,32 @@ let package = Package(
             name: "CKStoreS3",
             dependencies: ["CCurl", "CCrypto"]
         ),
+        // The core: model, codecs, blobs on disk, the store facade and the backend protocols.
+        // It sees no database library.
         .target(
             name: "CKStore",
-            dependencies: ["CSQLite", "CLZ4", "CCrypto"],
+            dependencies: ["CLZ4", "CCrypto"],
             swiftSettings: [.unsafeFlags(releaseFlags, .when(configuration: .release))]
+        ),
+        // SQLite metadata (the only target that sees CSQLite).
+        .target(
+            name: "CKStoreSQLite",
+            dependencies: ["CKStore", "CSQLite"],
+            swiftSettings: [.unsafeFlags(releaseFlags, .when(configuration: .release))]
+        ),
+        // Maps a store location to its backends (local: SQLite + objects/ + flock); other
+        // backends register their factories here.
+        .target(
+            name: "CKStoreBackends",
+            dependencies: ["CKStore", "CKStoreSQLite"]
         ),
         .executableTarget(
             name: "ckstore",
-            dependencies: ["CKStore", "CKStorePostgres"]
+            dependencies: ["CKStore", "CKStoreBackends", "CKStorePostgres"]
         ),
         .testTarget(
             name: "CKStoreTests",
-            dependencies: ["CKStore", "CKStorePostgres"]
+            dependencies: ["CKStore", "CKStoreSQLite", "CKStoreBackends", "CKStorePostgres"]
         ),
         // PostgreSQL metadata backend (issue 10): the libpq wrapper, the schema migrations, and
         // PostgresMetadataStore / PostgresStoreLock, which implement the core's protocols.

@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 /// Options and output shared by the maintenance commands (`rm`, `gc`, `fsck`).
 enum MaintenanceOptions {

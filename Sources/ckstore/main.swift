@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 import CKStorePostgres
 
 #if canImport(Glibc)

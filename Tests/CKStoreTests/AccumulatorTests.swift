@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 private typealias Fx = NumericsFixtures
 

@@ -6,6 +6,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 private func specs(seed: UInt64) -> [TensorSpec] {
     var rng = SplitMix64(seed: seed)

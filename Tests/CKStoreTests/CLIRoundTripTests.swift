@@ -4,6 +4,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// The 22 dtypes a safetensors header may declare.
 let allDTypeNames = [

@@ -6,6 +6,8 @@ import Synchronization
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 @Suite("Ordered pipeline") struct OrderedPipelineTests {
     @Test func resultsArriveInSubmissionOrderWhateverTheFinishingOrder() throws {

@@ -9,6 +9,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 #if canImport(Glibc)
     import Glibc

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 private typealias Fx = NumericsFixtures
 

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Regressions for inputs the fuzzer found (Tools/fuzz; each input is also in Tools/fuzz/corpus).
 @Suite("Fuzz findings")

@@ -6,6 +6,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 @Suite struct HardeningDisplayTests {
     @Test func escapesC0DelC1AndBidiControls() {

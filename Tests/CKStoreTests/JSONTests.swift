@@ -1,6 +1,8 @@
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Parses `text`, returning the error it throws (nil when it parses).
 private func jsonError(_ text: String, maxDepth: Int = 64) -> SafetensorsError? {

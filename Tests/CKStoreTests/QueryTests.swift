@@ -7,6 +7,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Float32 bytes of `values`.
 private func f32Bytes(_ values: [Float]) -> [UInt8] {

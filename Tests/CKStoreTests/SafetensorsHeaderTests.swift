@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Parses a header given as JSON text.
 private func parse(_ json: String) throws(SafetensorsError) -> SafetensorsHeader {

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Tests of the shuffle filters: round trips, the exact documented layouts, and tails.
 @Suite struct ShuffleTests {

@@ -6,6 +6,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 #if canImport(Glibc)
     import Glibc
@@ -354,7 +356,7 @@ struct StoreLibraryTests {
             .filter { $0.wholeMatch(of: /\d{3}-.*\.sql/) != nil }.sorted()
         try #require(!files.isEmpty, "no Schema/NNN-*.sql files")
         let generated = try String(
-            contentsOf: repositoryRoot.appendingPathComponent("Sources/CKStore/Metadata/SchemaMigrations.swift"), encoding: .utf8)
+            contentsOf: repositoryRoot.appendingPathComponent("Sources/CKStoreSQLite/SchemaMigrations.swift"), encoding: .utf8)
 
         // The compiled-in table lists every file, in order, with its exact (stripped) text.
         #expect(schemaMigrations.map(\.name) == files)

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Tests of XXH64 against the reference implementation's digests.
 @Suite struct XXH64Tests {

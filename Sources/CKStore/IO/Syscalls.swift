@@ -9,7 +9,7 @@ import Synchronization
 /// Every system call ckstore makes goes through this one file, so tracing and error injection
 /// have one place to hook. Each wrapper retries on `EINTR` and returns `Result` carrying a
 /// `SystemError` that names the call and the path.
-enum Sys {
+package enum Sys {
     // MARK: - Fault injection
 
     /// A planned failure: the `call` fails with `errno` once `skip` matching calls have passed.
@@ -78,90 +78,90 @@ enum Sys {
 
     // MARK: - Calls
 
-    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) -> Result<Int32, SystemError> {
+    package static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) -> Result<Int32, SystemError> {
         retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
-    static func close(_ fd: Int32) -> Result<Int32, SystemError> {
+    package static func close(_ fd: Int32) -> Result<Int32, SystemError> {
         if let code = injected("close") { return .failure(SystemError(call: "close", path: nil, errno: code)) }
         // close is not retried on EINTR: on Linux the descriptor is released either way.
         return Glibc.close(fd) == 0 ? .success(0) : .failure(SystemError(call: "close", path: nil, errno: errno))
     }
 
-    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, path: String?) -> Result<Int, SystemError> {
+    package static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, path: String?) -> Result<Int, SystemError> {
         retrying("read", path) { Glibc.read(fd, buffer, count) }
     }
 
-    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, _ offset: Int, path: String?)
+    package static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, _ offset: Int, path: String?)
         -> Result<Int, SystemError>
     {
         retrying("pread", path) { Glibc.pread(fd, buffer, count, off_t(offset)) }
     }
 
-    static func write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, path: String?) -> Result<Int, SystemError> {
+    package static func write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, path: String?) -> Result<Int, SystemError> {
         retrying("write", path) { Glibc.write(fd, buffer, count) }
     }
 
-    static func pwrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, _ offset: Int, path: String?)
+    package static func pwrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, _ offset: Int, path: String?)
         -> Result<Int, SystemError>
     {
         retrying("pwrite", path) { Glibc.pwrite(fd, buffer, count, off_t(offset)) }
     }
 
-    static func fsync(_ fd: Int32, path: String?) -> Result<Int32, SystemError> {
+    package static func fsync(_ fd: Int32, path: String?) -> Result<Int32, SystemError> {
         retrying("fsync", path) { Glibc.fsync(fd) }
     }
 
-    static func fstatSize(_ fd: Int32, path: String?) -> Result<Int, SystemError> {
+    package static func fstatSize(_ fd: Int32, path: String?) -> Result<Int, SystemError> {
         var st = stat()
         return retrying("fstat", path) { Glibc.fstat(fd, &st) }.map { _ in Int(st.st_size) }
     }
 
     /// `stat` returning the size and whether the path is a regular file, or ENOENT.
-    static func fileStatus(_ path: String) -> Result<(size: Int, isRegular: Bool, isDirectory: Bool), SystemError> {
+    package static func fileStatus(_ path: String) -> Result<(size: Int, isRegular: Bool, isDirectory: Bool), SystemError> {
         var st = stat()
         return retrying("stat", path) { stat(path, &st) }.map { _ in
             (Int(st.st_size), (st.st_mode & S_IFMT) == S_IFREG, (st.st_mode & S_IFMT) == S_IFDIR)
         }
     }
 
-    static func link(_ from: String, _ to: String) -> Result<Int32, SystemError> {
+    package static func link(_ from: String, _ to: String) -> Result<Int32, SystemError> {
         retrying("link", to) { Glibc.link(from, to) }
     }
 
-    static func rename(_ from: String, _ to: String) -> Result<Int32, SystemError> {
+    package static func rename(_ from: String, _ to: String) -> Result<Int32, SystemError> {
         retrying("rename", to) { Glibc.rename(from, to) }
     }
 
-    static func unlink(_ path: String) -> Result<Int32, SystemError> {
+    package static func unlink(_ path: String) -> Result<Int32, SystemError> {
         retrying("unlink", path) { Glibc.unlink(path) }
     }
 
-    static func mkdir(_ path: String, _ mode: mode_t = 0o755) -> Result<Int32, SystemError> {
+    package static func mkdir(_ path: String, _ mode: mode_t = 0o755) -> Result<Int32, SystemError> {
         retrying("mkdir", path) { Glibc.mkdir(path, mode) }
     }
 
-    static func rmdir(_ path: String) -> Result<Int32, SystemError> {
+    package static func rmdir(_ path: String) -> Result<Int32, SystemError> {
         retrying("rmdir", path) { Glibc.rmdir(path) }
     }
 
     /// `syncfs(2)`: flushes the whole file system holding `fd`.
-    static func syncFileSystem(_ fd: Int32, path: String?) -> Result<Int32, SystemError> {
+    package static func syncFileSystem(_ fd: Int32, path: String?) -> Result<Int32, SystemError> {
         retrying("syncfs", path) { c_syncfs(fd) }
     }
 
     /// `sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)`: starts writeback of the file's dirty
     /// pages without waiting. Advisory: failures are ignored by callers (fsync follows).
-    static func startWriteback(_ fd: Int32) -> Result<Int32, SystemError> {
+    package static func startWriteback(_ fd: Int32) -> Result<Int32, SystemError> {
         retrying("sync_file_range", nil) { c_sync_file_range(fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */) }
     }
 
-    static func lock(_ fd: Int32, _ operation: Int32, path: String?) -> Result<Int32, SystemError> {
+    package static func lock(_ fd: Int32, _ operation: Int32, path: String?) -> Result<Int32, SystemError> {
         retrying("flock", path) { flock(fd, operation) }
     }
 
     /// The names in a directory (without "." and ".."), or ENOENT.
-    static func listDirectory(_ path: String) -> Result<[String], SystemError> {
+    package static func listDirectory(_ path: String) -> Result<[String], SystemError> {
         guard let dir = opendir(path) else { return .failure(SystemError(call: "opendir", path: path, errno: errno)) }
         defer { closedir(dir) }
         var names: [String] = []

@@ -63,7 +63,7 @@ extension CKStoreError {
     /// Wraps an arbitrary error from a lower layer, keeping `CKStoreError`s as they are. A
     /// backend's error is mapped by its own classification (`ClassifiedBackendError`), never by
     /// its text; anything else is `.environment`.
-    static func wrap(_ error: any Error, context: String) -> CKStoreError {
+    package static func wrap(_ error: any Error, context: String) -> CKStoreError {
         if let e = error as? CKStoreError { return e }
         if let e = error as? any ClassifiedBackendError {
             return CKStoreError(e.failureKind.code, "\(context): \(e.failureMessage)", cause: e)

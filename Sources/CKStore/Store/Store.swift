@@ -3,7 +3,7 @@
 #endif
 
 /// A ckstore repository. Made of a `MetadataStore`, a `BlobStore` and a `StoreLock`, opened
-/// from one location by a `StoreBackendFactory` (see `StoreFactories`). A local store is a
+/// from one location by a `StoreBackendFactory` (`StoreFactories` in CKStoreBackends). A local store is a
 /// folder:
 ///
 /// ```
@@ -72,28 +72,6 @@ public final class Store {
 
         """
 
-    /// Creates the store at `path` (a folder, a `file://` URL, or a location a registered
-    /// backend handles) if it does not exist (idempotent). Returns true when it was created
-    /// now. An existing store is opened (and checked) but not changed, so this works on a store
-    /// the caller may only read.
-    ///
-    /// - Throws: `.integrity` when the location holds blobs but no metadata (or metadata that is
-    ///   empty or has no schema): ckstore never creates metadata over existing blobs.
-    @discardableResult
-    public static func initialize(at path: String) throws(CKStoreError) -> Bool {
-        try StoreFactories.factory(for: path).initialize(path)
-    }
-
-    /// Opens an existing store (see `StoreFactories` for the locations understood), checking
-    /// that its metadata and blobs agree. Without write access the store is opened for reading
-    /// only and still sees every committed snapshot.
-    /// - Throws: `.notFound` when there is no store at `path`; `.integrity` when the store is
-    ///   inconsistent (blobs without a database, a database without `objects/`, no
-    ///   `config.json`, a file that is not a database).
-    public convenience init(path: String) throws(CKStoreError) {
-        self.init(backends: try StoreFactories.factory(for: path).open(path))
-    }
-
     /// Makes a store of already opened parts (what `init(path:)` does after the factory opened
     /// them; tests pass in-memory backends).
     package init(backends: StoreBackends) {
@@ -104,13 +82,6 @@ public final class Store {
         lock = backends.lock
         isReadOnly = backends.isReadOnly
         writeProblem = backends.writeProblem
-    }
-
-    /// Opens the store, creating it first when it does not exist (as `put` does).
-    public static func openOrCreate(path: String) throws(CKStoreError) -> Store {
-        let factory = try StoreFactories.factory(for: path)
-        if try !factory.exists(path) { _ = try factory.initialize(path) }
-        return Store(backends: try factory.open(path))
     }
 
     /// Throws a clear `.environment` error naming the store and the reason (read-only file
@@ -142,7 +113,7 @@ public final class Store {
 }
 
 /// Runs `body`, turning any error into a `CKStoreError` with `context`.
-func wrapping<T>(_ context: @autoclosure () -> String, _ body: () throws -> T) throws(CKStoreError) -> T {
+package func wrapping<T>(_ context: @autoclosure () -> String, _ body: () throws -> T) throws(CKStoreError) -> T {
     do {
         return try body()
     } catch {

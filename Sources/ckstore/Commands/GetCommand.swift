@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 /// `ckstore get`: write a stored snapshot, or a query's result, as a safetensors file.
 enum GetCommand {

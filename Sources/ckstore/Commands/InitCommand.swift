@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 /// `ckstore init`: create the store (idempotent).
 enum InitCommand {

@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 /// `ckstore ls`: runs, or the snapshots of one run.
 enum ListCommand {

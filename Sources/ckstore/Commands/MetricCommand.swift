@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 /// `ckstore metric`: record evaluation results for RUN@STEP.
 enum MetricCommand {

@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 /// `ckstore plot`: a metric against step, raw and each variant, as an SVG file.
 enum PlotCommand {

@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 /// `ckstore show`: the tensors and metadata of a snapshot.
 enum ShowCommand {

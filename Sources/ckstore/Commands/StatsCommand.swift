@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 /// `ckstore stats`: store-wide totals.
 enum StatsCommand {

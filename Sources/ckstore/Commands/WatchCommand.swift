@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreBackends
 
 #if canImport(Glibc)
     import Glibc

@@ -6,6 +6,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Opens instances ("connections") of one fresh metadata store.
 struct MetadataStoreFixture {

@@ -7,6 +7,8 @@ import Synchronization
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// A valid blob of `raw` (encoded as the store would) and its name.
 private func encodedBlob(_ raw: [UInt8]) throws -> (id: SHA256Digest, bytes: [UInt8], codec: BlobCodec) {

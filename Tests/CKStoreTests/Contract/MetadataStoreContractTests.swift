@@ -5,6 +5,8 @@ import Foundation
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Runs `body` with a fresh store of `backend` and one open instance of it.
 private func withMetadata(

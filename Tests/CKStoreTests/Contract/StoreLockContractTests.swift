@@ -7,6 +7,8 @@ import Synchronization
 import Testing
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 private func withLocks(_ backend: LockBackendFactory, _ body: (StoreLockFixture) throws -> Void) throws {
     try withTemporaryDirectory("contract-lock") { dir throws in try body(try backend.make(dir)) }

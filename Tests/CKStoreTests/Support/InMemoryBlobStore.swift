@@ -3,6 +3,8 @@
 import Synchronization
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Blobs in a dictionary; quarantined blobs in another. Thread-safe.
 final class InMemoryBlobStore: BlobStore {

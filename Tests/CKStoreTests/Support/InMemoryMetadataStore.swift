@@ -5,6 +5,8 @@
 import Synchronization
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// The tables of an in-memory metadata database.
 struct InMemoryTables: Sendable {

@@ -4,6 +4,8 @@ import Glibc
 import Synchronization
 
 @testable import CKStore
+@testable import CKStoreBackends
+@testable import CKStoreSQLite
 
 /// Who holds one in-memory lock.
 final class InMemoryLockTable: Sendable {

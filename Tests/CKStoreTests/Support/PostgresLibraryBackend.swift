@@ -2,6 +2,7 @@
 // the live server of CKSTORE_TEST_PG_URL, password from PGPASSWORD), blob files in the test's
 // directory, advisory-lock store lock. Absent (nil) when no live server is configured.
 
+import CKStoreBackends
 import CKStorePostgres
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+import CKStore
 import CSQLite
 
 /// `SQLITE_TRANSIENT`: tells SQLite to copy bound text and blobs before the bind returns.

@@ -1,9 +1,11 @@
+import CKStore
+
 /// The SQLite side of stale-metric removal (see `MetricVariants`).
 extension SQLiteMetadataStore {
     /// Deletes the metrics measured on the content at `runID`@`step` (see above); with
     /// `includingStep` false, only those of later averages. Call inside the transaction that
     /// changes the content. Returns the number of rows deleted.
-    func dropMetrics(measuredOn runID: Int, step: Int, includingStep: Bool) throws -> Int {
+    package func dropMetrics(measuredOn runID: Int, step: Int, includingStep: Bool) throws -> Int {
         var doomed: [(Int, String)] = []
         try db.statement("SELECT DISTINCT step, variant FROM metrics WHERE run_id = ? AND step >= ?").forEachRow([.int(runID), .int(step)])
         {
@@ -23,7 +25,7 @@ extension SQLiteMetadataStore {
 
     /// Whether the average named `variant` at step `t` has step `s` (< t) among its inputs
     /// (`MetricVariants.variant(_:at:includes:)`).
-    static func variant(_ variant: String, at t: Int, includes s: Int) -> Bool {
+    package static func variant(_ variant: String, at t: Int, includes s: Int) -> Bool {
         MetricVariants.variant(variant, at: t, includes: s)
     }
 }

@@ -1,3 +1,4 @@
+import CKStore
 import CSQLite
 
 /// An open SQLite database connection with a statement cache.

@@ -1,13 +1,15 @@
+import CKStore
+
 extension SQLiteMetadataStore {
     /// The digest of the derived snapshot stored under `key`, or nil.
-    func derivedDigest(key: SHA256Digest) throws -> SHA256Digest? {
+    package func derivedDigest(key: SHA256Digest) throws -> SHA256Digest? {
         try db.statement("SELECT m.digest FROM derived d JOIN manifests m ON m.id = d.manifest_id WHERE d.key = ?")
             .firstRow([.blob(key.bytes)]) { SHA256Digest(bytes: $0.blob(0))! }
     }
 
     /// The derived row stored under `key` (its recorded recipe and inputs, and the result's
     /// digest), or nil.
-    func derivedEntry(key: SHA256Digest) throws -> DerivedRow? {
+    package func derivedEntry(key: SHA256Digest) throws -> DerivedRow? {
         try db.statement(
             "SELECT d.id, m.digest, d.recipe, d.inputs FROM derived d JOIN manifests m ON m.id = d.manifest_id WHERE d.key = ?"
         ).firstRow([.blob(key.bytes)]) {
@@ -19,7 +21,7 @@ extension SQLiteMetadataStore {
     /// may have replaced it meanwhile), and the manifest when nothing else names it. Its chunk
     /// rows and blobs stay until gc. Returns true when a row was deleted.
     @discardableResult
-    func dropDerived(key: SHA256Digest, digest: SHA256Digest) throws -> Bool {
+    package func dropDerived(key: SHA256Digest, digest: SHA256Digest) throws -> Bool {
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, Bool) in
             guard let manifestID = try manifestID(digest) else { return (.commit, false) }
             try db.statement("DELETE FROM derived WHERE key = ? AND manifest_id = ?").run([.blob(key.bytes), .int(manifestID)])
@@ -30,7 +32,7 @@ extension SQLiteMetadataStore {
     }
 
     /// Every derived row: id, key, recorded recipe and inputs, and the result's digest.
-    func derivedRows() throws -> [DerivedRow] {
+    package func derivedRows() throws -> [DerivedRow] {
         try db.statement(
             "SELECT d.id, d.key, d.recipe, d.inputs, m.digest FROM derived d LEFT JOIN manifests m ON m.id = d.manifest_id ORDER BY d.id"
         )
@@ -43,7 +45,7 @@ extension SQLiteMetadataStore {
 
     /// Records a derived snapshot (its manifest and the derived row) in one transaction.
     /// Idempotent: a second commit for the same key keeps the first.
-    func commitDerived(_ record: DerivedRecord) throws {
+    package func commitDerived(_ record: DerivedRecord) throws {
         let manifest = record.manifest
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, Void) in
             let manifestID = try insertManifestIfNew(manifest, now: nowMilliseconds())
@@ -66,7 +68,7 @@ extension SQLiteMetadataStore {
     }
 
     /// Every derived snapshot (optionally of one run), newest first.
-    func derivedSnapshots(run: String?) throws -> [DerivedInfo] {
+    package func derivedSnapshots(run: String?) throws -> [DerivedInfo] {
         let sql = """
             SELECT d.recipe, d.inputs, r.name, m.digest, 8 + length(m.header) + m.data_length, d.created_at
             FROM derived d JOIN manifests m ON m.id = d.manifest_id LEFT JOIN runs r ON r.id = d.run_id
@@ -80,17 +82,5 @@ extension SQLiteMetadataStore {
             return try db.statement(sql + " WHERE r.name = ? ORDER BY d.created_at DESC, d.id DESC").rows([.text(run)], map)
         }
         return try db.statement(sql + " ORDER BY d.created_at DESC, d.id DESC").rows([], map)
-    }
-}
-
-extension Store {
-    /// The derived snapshot cached under `key`, if any.
-    func derivedSnapshot(key: SHA256Digest) throws(CKStoreError) -> SHA256Digest? {
-        try wrapping("look up the derived-snapshot cache") { try metadata.derivedDigest(key: key) }
-    }
-
-    /// The cached query results (optionally of one run), newest first.
-    public func derivedSnapshots(run: String?) throws(CKStoreError) -> [DerivedInfo] {
-        try wrapping("list derived snapshots") { try metadata.derivedSnapshots(run: run) }
     }
 }

@@ -1,4 +1,5 @@
-import CSQLite
+import CKStore
+import CKStoreSQLite
 
 #if canImport(Glibc)
     import Glibc
@@ -62,7 +63,7 @@ extension LocalStoreFactory {
     /// a readonly database").
     private static func cannotUseWriteAheadLog(_ error: CKStoreError) -> Bool {
         guard let cause = error.cause as? SQLiteError else { return false }
-        return cause.primaryCode == SQLITE_CANTOPEN || cause.primaryCode == SQLITE_READONLY
+        return cause.isCannotOpenOrReadOnly
     }
 
     /// Throws because the store's write-ahead log holds data (commits that may not be in the

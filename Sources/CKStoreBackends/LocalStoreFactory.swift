@@ -1,3 +1,6 @@
+import CKStore
+import CKStoreSQLite
+
 #if canImport(Glibc)
     import Glibc
 #endif

@@ -1,3 +1,5 @@
+import CKStore
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -8,13 +10,13 @@
 /// and applied in order, each migration in its own transaction and recorded in
 /// `schema_migrations` and `PRAGMA user_version`. A database whose version is newer than this
 /// binary knows is refused.
-final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
+package final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
     let db: Connection
     /// The database file's path (worker connections open it again, read-only).
     let path: String
 
     /// The schema version this binary creates and understands.
-    static var schemaVersion: Int { schemaMigrations.map(\.id).max() ?? 0 }
+    package static var schemaVersion: Int { schemaMigrations.map(\.id).max() ?? 0 }
 
     /// Opens (creating and migrating when `create`) the database at `path`.
     /// - Parameters:
@@ -26,7 +28,7 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
     ///     at all (a new or emptied file); it may throw to refuse creating one.
     /// - Throws: `.integrity` when the file is not a database or its schema version is damaged;
     ///   `.environment` when its schema is newer than this binary.
-    init(
+    package init(
         path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false,
         onMissingSchema: (() throws(CKStoreError) -> Void)? = nil
     ) throws {
@@ -99,27 +101,27 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
     }
 
     /// Closes the connection, reporting leaked statements.
-    func close() throws {
+    package func close() throws {
         try db.close()
     }
 
     // MARK: - Chunks
 
-    func hasChunk(_ hash: SHA256Digest) throws -> Bool {
+    package func hasChunk(_ hash: SHA256Digest) throws -> Bool {
         try db.statement("SELECT 1 FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { _ in true } ?? false
     }
 
-    func storedSize(ofChunk hash: SHA256Digest) throws -> Int? {
+    package func storedSize(ofChunk hash: SHA256Digest) throws -> Int? {
         try db.statement("SELECT stored_size FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { $0.int(0) }
     }
 
     // MARK: - Runs and snapshots
 
-    func runID(_ name: String) throws -> Int? {
+    package func runID(_ name: String) throws -> Int? {
         try db.statement("SELECT id FROM runs WHERE name = ?").firstRow([.text(name)]) { $0.int(0) }
     }
 
-    func runs() throws -> [RunSummary] {
+    package func runs() throws -> [RunSummary] {
         try db.statement(
             """
             SELECT r.name, count(s.id), min(s.step), max(s.step) FROM runs r
@@ -141,26 +143,26 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
             createdAtMilliseconds: Int64(row.int(3)), logicalBytes: row.int(4), tensorCount: row.int(5))
     }
 
-    func snapshots(run: String) throws -> [SnapshotInfo]? {
+    package func snapshots(run: String) throws -> [SnapshotInfo]? {
         guard try runID(run) != nil else { return nil }
         return try db.statement(Self.snapshotColumns + " WHERE r.name = ? ORDER BY s.step").rows([.text(run)], Self.snapshotInfo)
     }
 
-    func snapshot(run: String, step: Int) throws -> SnapshotInfo? {
+    package func snapshot(run: String, step: Int) throws -> SnapshotInfo? {
         try db.statement(Self.snapshotColumns + " WHERE r.name = ? AND s.step = ?").firstRow([.text(run), .int(step)], Self.snapshotInfo)
     }
 
-    func allSnapshots() throws -> [SnapshotInfo] {
+    package func allSnapshots() throws -> [SnapshotInfo] {
         try db.statement(Self.snapshotColumns + " ORDER BY r.name, s.step").rows([], Self.snapshotInfo)
     }
 
-    func latestSnapshot(run: String) throws -> SnapshotInfo? {
+    package func latestSnapshot(run: String) throws -> SnapshotInfo? {
         try db.statement(Self.snapshotColumns + " WHERE r.name = ? ORDER BY s.step DESC LIMIT 1").firstRow([.text(run)], Self.snapshotInfo)
     }
 
     // MARK: - Manifests
 
-    func manifestDigests(prefix: String, limit: Int) throws -> [SHA256Digest] {
+    package func manifestDigests(prefix: String, limit: Int) throws -> [SHA256Digest] {
         let lower = prefix.lowercased().padding(toLength: 64, withPad: "0", startingAt: 0)
         let upper = prefix.lowercased().padding(toLength: 64, withPad: "f", startingAt: 0)
         guard let lo = SHA256Digest(hex: lower), let hi = SHA256Digest(hex: upper) else { return [] }
@@ -168,11 +170,11 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
             .rows([.blob(lo.bytes), .blob(hi.bytes), .int(limit)]) { SHA256Digest(bytes: $0.blob(0))! }
     }
 
-    func manifestID(_ digest: SHA256Digest) throws -> Int? {
+    package func manifestID(_ digest: SHA256Digest) throws -> Int? {
         try db.statement("SELECT id FROM manifests WHERE digest = ?").firstRow([.blob(digest.bytes)]) { $0.int(0) }
     }
 
-    func manifest(_ digest: SHA256Digest) throws -> Manifest? {
+    package func manifest(_ digest: SHA256Digest) throws -> Manifest? {
         try db.readTransaction { () throws -> Manifest? in
             guard
                 let (id, header, dataLength) = try db.statement("SELECT id, header, data_length FROM manifests WHERE digest = ?")
@@ -220,7 +222,7 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
 
     // MARK: - Metrics
 
-    func metrics(run: String) throws -> [MetricRecord] {
+    package func metrics(run: String) throws -> [MetricRecord] {
         try db.statement(
             """
             SELECT r.name, m.step, m.variant, m.name, m.value FROM metrics m JOIN runs r ON r.id = m.run_id
@@ -231,7 +233,7 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
         }
     }
 
-    func recordMetrics(run: String, step: Int, variant: String, values: [(String, Double)]) throws {
+    package func recordMetrics(run: String, step: Int, variant: String, values: [(String, Double)]) throws {
         try db.inTransaction {
             guard let runID = try runID(run) else { throw CKStoreError(.notFound, "run '\(run)' does not exist") }
             try insertMetrics(runID: runID, step: step, variant: variant, values: values)
@@ -239,7 +241,7 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
         }
     }
 
-    func insertMetrics(runID: Int, step: Int, variant: String, values: [(String, Double)]) throws {
+    package func insertMetrics(runID: Int, step: Int, variant: String, values: [(String, Double)]) throws {
         let insert = try db.statement(
             "INSERT OR REPLACE INTO metrics (run_id, step, variant, name, value, recorded_at) VALUES (?, ?, ?, ?, ?, ?)")
         let now = nowMilliseconds()
@@ -250,7 +252,7 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
 
     // MARK: - Statistics
 
-    func statistics() throws -> StoreStatistics {
+    package func statistics() throws -> StoreStatistics {
         try db.readTransaction {
             var stats = StoreStatistics()
             stats.runs = try db.statement("SELECT count(*) FROM runs").firstRow { $0.int(0) } ?? 0
@@ -286,7 +288,7 @@ final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
 }
 
 extension SQLiteMetadataStore {
-    func storedBytesByStep(run: String) throws -> [Int: Int] {
+    package func storedBytesByStep(run: String) throws -> [Int: Int] {
         var result: [Int: Int] = [:]
         try db.statement(
             """
@@ -298,7 +300,7 @@ extension SQLiteMetadataStore {
         return result
     }
 
-    func referencedChunkHashes() throws -> Set<SHA256Digest> {
+    package func referencedChunkHashes() throws -> Set<SHA256Digest> {
         var set = Set<SHA256Digest>()
         try db.statement(
             """

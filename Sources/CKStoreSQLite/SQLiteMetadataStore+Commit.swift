@@ -1,10 +1,12 @@
+import CKStore
+
 extension SQLiteMetadataStore {
     /// Records `manifest` under RUN@STEP in one transaction: the run (if new), the manifest,
     /// its tensors and chunk rows (if the content is new), the snapshot row, and the metrics.
     /// A manifest left without any snapshot by `force` is deleted with its tensor rows; its
     /// chunks stay until `gc`. Metrics measured on replaced content (and on averages that used
     /// it) are dropped before the new ones are recorded (`dropMetrics`); the count is returned.
-    func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
+    package func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
         outcome: CommitOutcome, droppedMetrics: Int
     ) {
         try db.inTransaction {
@@ -45,7 +47,7 @@ extension SQLiteMetadataStore {
     }
 
     /// Inserts the manifest and its rows unless a manifest with this digest exists; returns its id.
-    func insertManifestIfNew(_ manifest: Manifest, now: Int64) throws -> Int {
+    package func insertManifestIfNew(_ manifest: Manifest, now: Int64) throws -> Int {
         if let id = try manifestID(manifest.digest) { return id }
         try db.statement("INSERT INTO manifests (digest, header, data_length, tensor_count, created_at) VALUES (?, ?, ?, ?, ?)")
             .run([
@@ -82,7 +84,7 @@ extension SQLiteMetadataStore {
     }
 
     /// Deletes a manifest (and, by cascade, its tensor rows) when no snapshot names it.
-    func deleteManifestIfUnreferenced(_ manifestID: Int) throws {
+    package func deleteManifestIfUnreferenced(_ manifestID: Int) throws {
         try db.statement(
             "DELETE FROM manifests WHERE id = ? AND NOT EXISTS (SELECT 1 FROM snapshots WHERE manifest_id = ?) AND NOT EXISTS (SELECT 1 FROM derived WHERE manifest_id = ?)"
         ).run([.int(manifestID), .int(manifestID), .int(manifestID)])

@@ -1,3 +1,4 @@
+import CKStore
 import CSQLite
 
 /// An error reported by SQLite: the extended result code, SQLite's message, and the SQL that
@@ -21,6 +22,11 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
 
     /// True when SQLite reports that the database file is corrupt or not a database.
     public var isCorruption: Bool { primaryCode == SQLITE_CORRUPT || primaryCode == SQLITE_NOTADB }
+
+    /// True when a read-only open could neither use nor create the database's `-shm` index
+    /// (SQLite reports "unable to open database file" or "attempt to write a readonly
+    /// database").
+    package var isCannotOpenOrReadOnly: Bool { primaryCode == SQLITE_CANTOPEN || primaryCode == SQLITE_READONLY }
 
     /// True when the store is read-only or the disk is full.
     public var isEnvironmental: Bool {

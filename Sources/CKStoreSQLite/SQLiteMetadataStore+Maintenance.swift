@@ -1,21 +1,23 @@
+import CKStore
+
 /// The SQL behind gc, rm, fsck and `fsck --repair` (`MetadataStore` maintenance methods).
 extension SQLiteMetadataStore {
-    func chunkIndexFactory() -> @Sendable () throws -> any ChunkIndex {
+    package func chunkIndexFactory() -> @Sendable () throws -> any ChunkIndex {
         let path = self.path
         return { try SQLiteMetadataStore(path: path, create: false, readOnly: true) }
     }
 
-    func chunkRowCount() throws -> Int {
+    package func chunkRowCount() throws -> Int {
         try db.statement("SELECT count(*) FROM chunks").firstRow { $0.int(0) } ?? 0
     }
 
-    func chunkRows() throws -> [ChunkRow] {
+    package func chunkRows() throws -> [ChunkRow] {
         try db.statement("SELECT hash, raw_size, stored_size FROM chunks ORDER BY hash").rows {
             ChunkRow(hash: SHA256Digest(bytes: $0.blob(0))!, rawSize: $0.int(1), storedSize: $0.int(2))
         }
     }
 
-    func chunkUses() throws -> [ChunkUse] {
+    package func chunkUses() throws -> [ChunkUse] {
         try db.statement(
             """
             SELECT c.hash, m.digest, t.name
@@ -27,15 +29,15 @@ extension SQLiteMetadataStore {
         }
     }
 
-    func hasManifest(_ digest: SHA256Digest) throws -> Bool {
+    package func hasManifest(_ digest: SHA256Digest) throws -> Bool {
         try manifestID(digest) != nil
     }
 
-    func allManifestDigests() throws -> [SHA256Digest] {
+    package func allManifestDigests() throws -> [SHA256Digest] {
         try db.statement("SELECT digest FROM manifests ORDER BY id").rows { SHA256Digest(bytes: $0.blob(0))! }
     }
 
-    func tensorRowsOutOfRange(maxOffset: Int, maxRawSize: Int) throws -> [TensorRowRange] {
+    package func tensorRowsOutOfRange(maxOffset: Int, maxRawSize: Int) throws -> [TensorRowRange] {
         var result: [TensorRowRange] = []
         var seen = Set<SHA256Digest>()
         try db.statement(
@@ -55,11 +57,11 @@ extension SQLiteMetadataStore {
         return result
     }
 
-    func withReadView<T>(_ body: () throws -> T) throws -> T {
+    package func withReadView<T>(_ body: () throws -> T) throws -> T {
         try db.readTransaction(body)
     }
 
-    func storageProblems() throws -> [String] {
+    package func storageProblems() throws -> [String] {
         var problems: [String] = []
         try db.readTransaction {
             let integrity = try db.statement("PRAGMA integrity_check").rows { $0.text(0) }
@@ -71,7 +73,7 @@ extension SQLiteMetadataStore {
         return problems
     }
 
-    func collect(
+    package func collect(
         options: CollectionOptions, select: () throws -> [SnapshotKey], review: (CollectionChanges) throws -> Void
     ) throws -> CollectionChanges {
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, CollectionChanges) in
@@ -103,7 +105,7 @@ extension SQLiteMetadataStore {
         }
     }
 
-    func repairRows(droppingDerivedOf derivedManifests: [SHA256Digest], unusedChunks: [SHA256Digest]) throws -> [SHA256Digest] {
+    package func repairRows(droppingDerivedOf derivedManifests: [SHA256Digest], unusedChunks: [SHA256Digest]) throws -> [SHA256Digest] {
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, [SHA256Digest]) in
             for digest in derivedManifests {
                 try db.statement("DELETE FROM derived WHERE manifest_id = (SELECT id FROM manifests WHERE digest = ?)").run([
