@@ -193,7 +193,7 @@ package final class LocalBlobStore: BlobStore {
 
     /// The largest blob file of a valid chunk: a version 2 header and the LZ4 bound of the
     /// largest raw length. Larger files are damage and are never read into memory.
-    static let maxBlobSize = BlobHeader.size + LZ4.bound(BlobHeader.maxRawLength)
+    package static let maxBlobSize = BlobHeader.size + LZ4.bound(BlobHeader.maxRawLength)
 
     package func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int {
         let file = try openBlob(id)
