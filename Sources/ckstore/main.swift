@@ -1,4 +1,6 @@
 import CKStore
+import CKStoreBackends
+import CKStorePostgres
 
 #if canImport(Glibc)
     import Glibc
@@ -111,6 +113,8 @@ func expandHome(_ path: String) -> String {
 /// Parses global options and runs the command; returns the exit status.
 @MainActor
 func runMain(_ argv: [String]) -> Int32 {
+    // postgres://…?blobs=… locations (issue 10).
+    StoreFactories.register(PostgresStoreFactory())
     let parsed: ParsedCommandLine
     do {
         parsed = try parseGlobalOptions(argv)

@@ -107,9 +107,9 @@ struct LockBackendFactory: Sendable, CustomTestStringConvertible {
 /// Where backends from other targets join the lists (each returns [] unless its environment
 /// variables are set). Kept in one place so that adding a backend touches one line per list.
 enum ContractBackendHooks {
-    static func extraMetadataBackends() -> [MetadataBackendFactory] { [] }
+    static func extraMetadataBackends() -> [MetadataBackendFactory] { MetadataBackendFactory.postgres.map { [$0] } ?? [] }
     static func extraBlobBackends() -> [BlobBackendFactory] { [] }
-    static func extraLockBackends() -> [LockBackendFactory] { [] }
+    static func extraLockBackends() -> [LockBackendFactory] { LockBackendFactory.postgres.map { [$0] } ?? [] }
 }
 
 // MARK: - Fixtures shared by the contract suites
