@@ -62,11 +62,11 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
-        // S3-compatible object storage over libcurl with AWS Signature V4. Standalone for now;
-        // it will back a BlobStore once the core has protocol seams (issue 10).
+        // S3-compatible object storage over libcurl with AWS Signature V4, and `S3BlobStore`, the
+        // core's `BlobStore` on top of it (issue 10).
         .target(
             name: "CKStoreS3",
-            dependencies: ["CCurl", "CCrypto"]
+            dependencies: ["CKStore", "CCurl", "CCrypto"]
         ),
         .target(
             name: "CKStore",
@@ -93,7 +93,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CKStoreS3Tests",
-            dependencies: ["CKStoreS3"]
+            dependencies: ["CKStoreS3", "CKStore"]
         ),
     ]
 )

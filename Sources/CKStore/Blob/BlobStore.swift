@@ -12,7 +12,7 @@
 ///   anything else is permanent (an I/O error).
 /// - `remove` of a missing blob is not an error.
 /// - Implementations are safe to call from several threads at once.
-protocol BlobStore: Sendable {
+package protocol BlobStore: Sendable {
     /// What the backend guarantees.
     var properties: BlobStoreProperties { get }
 
@@ -48,14 +48,24 @@ protocol BlobStore: Sendable {
 }
 
 /// What a blob store backend guarantees.
-struct BlobStoreProperties: Sendable {
+package struct BlobStoreProperties: Sendable {
     /// True when a new name can be created without replacing an existing one atomically
     /// (`link(2)` locally, a conditional PUT on an object store).
-    var hasAtomicCreate: Bool
+    package var hasAtomicCreate: Bool
+
+    /// Properties from their parts.
+    package init(hasAtomicCreate: Bool) { self.hasAtomicCreate = hasAtomicCreate }
+}
+
+/// Limits every blob store enforces.
+package enum BlobLimits {
+    /// The largest blob of a valid chunk (`LocalBlobStore.maxBlobSize`): larger objects are damage
+    /// and are never read into memory.
+    package static var maxBlobSize: Int { LocalBlobStore.maxBlobSize }
 }
 
 /// Errors of a blob store.
-enum BlobStoreError: Error, CustomStringConvertible {
+package enum BlobStoreError: Error, CustomStringConvertible {
     /// The blob does not exist.
     case notFound(SHA256Digest)
     /// The backend failed.
@@ -64,7 +74,7 @@ enum BlobStoreError: Error, CustomStringConvertible {
     /// read (a huge or sparse file would exhaust memory).
     case tooLarge(SHA256Digest, Int)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .notFound(let id): return "blob \(id.hex) is missing"
         case .tooLarge(let id, let size): return "blob \(id.hex) is \(size) bytes, larger than any blob can be"
