@@ -35,6 +35,7 @@ let commands: [(String, Command)] = [
     ("metric", MetricCommand.command),
     ("watch", WatchCommand.command),
     ("plot", PlotCommand.command),
+    ("copy", CopyCommand.command),
     ("rm", RemoveCommand.command),
     ("gc", GCCommand.command),
     ("fsck", FsckCommand.command),

@@ -132,20 +132,6 @@ struct S3BlobStoreLiveTests {
         try store.remove(id)
     }
 
-    /// An object larger than any blob is refused without being read whole.
-    @Test func oversizedObjectIsTooLarge() throws {
-        let store = try S3BlobLive.store("huge")
-        let id = SHA256Digest.hash(UnsafeRawBufferPointer(start: nil, count: 0))
-        try S3Live.client().putObject(store.key(for: id), bytes: [UInt8](repeating: 7, count: BlobLimits.maxBlobSize + 10))
-        var buffer = ByteBuffer(capacity: 16)
-        #expect {
-            try store.read(id, into: &buffer)
-        } throws: { error in
-            guard case BlobStoreError.tooLarge(_, let size) = error else { return false }
-            return size == BlobLimits.maxBlobSize + 10
-        }
-    }
-
     /// Listing follows continuation tokens across more than 1000 keys and tells blobs from
     /// foreign keys.
     @Test func listingPaginatesOverMoreThan1000Keys() throws {
