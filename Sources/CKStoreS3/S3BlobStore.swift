@@ -1,4 +1,5 @@
 import CKStore
+import Foundation
 
 /// Blobs as objects of an S3-compatible bucket, under `<prefix>objects/<first 2 hex>/<64 hex>`
 /// (docs/FORMAT.md, "S3 key layout"): the same names as the local `objects/` folder, so a store's
@@ -18,11 +19,12 @@ import CKStore
 ///   store's worker threads upload and download in parallel.
 ///
 /// Errors: a missing blob is `BlobStoreError.notFound`; an object larger than any blob can be is
-/// `BlobStoreError.tooLarge`; every other failure is a `CKStoreError` whose code follows the
-/// typed `S3Error` class (see `S3Error.storeErrorCode`).
+/// `BlobStoreError.tooLarge`; every other failure is `BlobStoreError.backend` whose
+/// `BackendFailureKind` follows the typed `S3Error` class (`S3Error.failureKind`), so the store
+/// maps it to a `CKStoreError` code without reading message text.
 package final class S3BlobStore: BlobStore {
     /// The bucket and the store's key prefix.
-    package let location: S3Location
+    package let s3Location: S3Location
     /// The service configuration.
     package let config: S3Config
     private let clients: S3ClientPool
@@ -31,16 +33,19 @@ package final class S3BlobStore: BlobStore {
 
     /// A blob store in `location` (the bucket must exist: see `createBucketIfMissing()`).
     package init(location: S3Location, config: S3Config, maxClients: Int = 32, listPageSize: Int? = nil) {
-        self.location = location
+        self.s3Location = location
         self.config = config
         self.listPageSize = listPageSize
-        clients = S3ClientPool(config: config, bucket: location.bucket, capacity: maxClients)
+        clients = S3ClientPool(config: config, bucket: s3Location.bucket, capacity: maxClients)
     }
 
     package var properties: BlobStoreProperties { BlobStoreProperties(hasAtomicCreate: true) }
 
+    /// `s3://bucket/prefix/objects/`.
+    package var location: String { "s3://\(s3Location.bucket)/\(objectsPrefix)" }
+
     /// The key prefix of all blobs: `<prefix>objects/`.
-    package var objectsPrefix: String { location.key("objects/") }
+    package var objectsPrefix: String { s3Location.key("objects/") }
 
     /// The object key of blob `id`: `<prefix>objects/ab/ab…` (64 lowercase hex digits).
     package func key(for id: SHA256Digest) -> String {
@@ -49,12 +54,12 @@ package final class S3BlobStore: BlobStore {
     }
 
     /// `s3://bucket/key` of blob `id`, for messages.
-    package func displayName(of id: SHA256Digest) -> String { "s3://\(location.bucket)/\(key(for: id))" }
+    package func displayName(of id: SHA256Digest) -> String { "s3://\(s3Location.bucket)/\(key(for: id))" }
 
     /// Creates the bucket when it does not exist; returns true when it was created.
     @discardableResult
-    package func createBucketIfMissing() throws(CKStoreError) -> Bool {
-        try request("create bucket s3://\(location.bucket)") { (client) throws(S3Error) in try client.createBucket() }
+    package func createBucketIfMissing() throws(BlobStoreError) -> Bool {
+        try request("create bucket s3://\(s3Location.bucket)") { (client) throws(S3Error) in try client.createBucket() }
     }
 
     // MARK: Writing
@@ -87,7 +92,8 @@ package final class S3BlobStore: BlobStore {
             }
             return (true, bytes.count)
         }
-        throw CKStoreError(.environment, "put blob \(id.hex): \(displayName(of: id)) exists and vanishes again (412, then 404, twice)")
+        throw BlobStoreError.backend(
+            kind: .conflict, message: "put blob \(id.hex): \(displayName(of: id)) exists and vanishes again (412, then 404, twice)")
     }
 
     /// Deletes blob `id`; a missing object is not an error.
@@ -164,34 +170,79 @@ package final class S3BlobStore: BlobStore {
         let pageSize = listPageSize
         var token: String?
         repeat {
-            let page = try request("list \(location)objects/") { (client) throws(S3Error) in
+            let page = try request("list \(s3Location)objects/") { (client) throws(S3Error) in
                 try client.listObjects(prefix: prefix, continuationToken: token, maxKeys: pageSize)
             }
             for object in page.objects { try body(S3ObjectsEntry(key: object.key, size: object.size, objectsPrefix: prefix)) }
             if page.isTruncated, page.nextContinuationToken == token {
-                throw CKStoreError(.environment, "list \(location)objects/: the service repeats its continuation token")
+                throw BlobStoreError.backend(
+                    kind: .integrity, message: "list \(s3Location)objects/: the service repeats its continuation token")
             }
             token = page.isTruncated ? page.nextContinuationToken : nil
         } while token != nil
     }
 
-    /// Every object under `<prefix>objects/`: blobs and foreign keys.
-    package func listing() throws -> (blobs: [(id: SHA256Digest, size: Int)], foreign: [String]) {
-        var blobs: [(id: SHA256Digest, size: Int)] = []
-        var foreign: [String] = []
+    package func listing() throws -> BlobListing {
+        var listing = BlobListing()
         try forEachEntry { entry in
             switch entry {
-            case .blob(let id, let size): blobs.append((id, size))
-            case .foreign(let path, _): foreign.append(path)
+            case .blob(let id, let size): listing.blobs.append(BlobListing.Blob(id: id, size: size))
+            case .foreign(let path, let size): listing.foreign.append("\(path) (object of \(size) bytes with a foreign name)")
             }
         }
-        return (blobs, foreign)
+        return listing
+    }
+
+    /// S3 writes are atomic (a single PUT): there are never temporary leftovers to remove.
+    package func removeTemporary(_ leftover: BlobListing.Temporary) throws -> Bool { false }
+
+    /// The state of blob `id`'s key: missing or an object of some size. (An object store has no
+    /// links or folders, so nothing can stand foreign under a blob's own key.)
+    package func state(of id: SHA256Digest) throws -> BlobEntryState {
+        guard let size = try size(of: id) else { return .missing }
+        return .regular(size: size)
+    }
+
+    // MARK: Quarantine
+
+    /// `<prefix>quarantine/`: where damaged blobs go (outside `objects/`, so listing, gc and
+    /// reads never see them).
+    package var quarantinePrefix: String { s3Location.key("quarantine/") }
+
+    /// Copies the damaged blob to `<prefix>quarantine/<hex>.fsck-<seconds>` (GET, then PUT of
+    /// the same bytes: one blob, bounded), then deletes it from `objects/`. Returns the key
+    /// relative to the store prefix, or nil when there was no blob.
+    package func quarantine(_ id: SHA256Digest) throws -> String? {
+        let bytes: [UInt8]
+        do {
+            bytes = try fetch(id)
+        } catch BlobStoreError.notFound {
+            return nil
+        }
+        let name = "quarantine/\(id.hex).fsck-\(Int(Date.now.timeIntervalSince1970))"
+        let target = s3Location.key(name)
+        try request("quarantine blob \(id.hex)") { (client) throws(S3Error) in _ = try client.putObject(target, bytes: bytes) }
+        try remove(id)
+        return name
+    }
+
+    package func quarantined() throws -> (count: Int, location: String) {
+        let prefix = quarantinePrefix
+        let objects = try request("list \(s3Location)quarantine/") { (client) throws(S3Error) in try client.listAllObjects(prefix: prefix) }
+        return (objects.count, "s3://\(s3Location.bucket)/\(prefix)")
+    }
+
+    /// Why no blob can be present: the bucket does not exist.
+    package func namespaceProblem() throws -> String? {
+        let exists = try request("look up bucket s3://\(s3Location.bucket)") { (client) throws(S3Error) in try client.bucketExists() }
+        return exists ? nil : "bucket s3://\(s3Location.bucket) does not exist"
     }
 
     // MARK: Errors
 
-    /// Runs one request with a pooled client, turning an `S3Error` into a `CKStoreError`.
-    private func request<T>(_ what: String, _ body: (S3Client) throws(S3Error) -> T) throws(CKStoreError) -> T {
+    /// Runs one request with a pooled client, turning an `S3Error` into a classified
+    /// `BlobStoreError.backend`.
+    private func request<T>(_ what: String, _ body: (S3Client) throws(S3Error) -> T) throws(BlobStoreError) -> T {
         do {
             return try clients.withClient(body)
         } catch {
@@ -199,10 +250,10 @@ package final class S3BlobStore: BlobStore {
         }
     }
 
-    /// The `CKStoreError` for a failed request: `what` and the S3 error's one-line summary (which
-    /// never holds credentials), with the code its class gives.
-    package static func storeError(_ error: S3Error, _ what: String) -> CKStoreError {
-        CKStoreError(error.storeErrorCode, "\(what): \(error)", cause: error)
+    /// The error for a failed request: `what` and the S3 error's one-line summary (which never
+    /// holds credentials), classified by the S3 error's class.
+    package static func storeError(_ error: S3Error, _ what: String) -> BlobStoreError {
+        .backend(kind: error.failureKind, message: "\(what): \(error)")
     }
 }
 
@@ -231,15 +282,22 @@ package enum S3ObjectsEntry: Equatable {
     }
 }
 
-extension S3Error {
-    /// The `CKStoreError` code of this failure, from its class (never from message text): a
-    /// missing object or bucket is `.notFound`; a precondition conflict `.conflict`; an
-    /// unavailable service, refused credentials or a refused request `.environment`.
-    package var storeErrorCode: CKStoreError.Code {
+extension S3Error: ClassifiedBackendError {
+    /// The class of this failure, from its typed case (never from message text): a missing
+    /// object or bucket is `.notFound`; a precondition conflict `.conflict`; a service that kept
+    /// failing or could not be reached `.unavailable` (`.busy` when it asked to slow down);
+    /// refused credentials `.readOnly`; an answer that breaks the protocol `.integrity`; any
+    /// other refused request `.environment`.
+    package var failureKind: BackendFailureKind {
         switch self {
         case .notFound: return .notFound
         case .conflict: return .conflict
-        case .unavailable, .auth, .permanent: return .environment
+        case .unavailable(let c): return c.status == 429 || c.status == 503 || c.code == "SlowDown" ? .busy : .unavailable
+        case .auth: return .readOnly
+        case .permanent(let c): return c.code == "MalformedResponse" ? .integrity : .environment
         }
     }
+
+    /// The one-line description.
+    package var failureMessage: String { description }
 }

@@ -43,7 +43,7 @@ struct S3BlobStoreLiveTests {
             try store.put(id, bytes: bytes) { existing in raw.withUnsafeBytes { codec.isIntact(existing, name: id, raw: $0) } }
         }
         #expect(result.isNew && result.size == encoded.count)
-        #expect(store.key(for: id) == "\(store.location.prefix)objects/\(id.hex.prefix(2))/\(id.hex)")
+        #expect(store.key(for: id) == "\(store.s3Location.prefix)objects/\(id.hex.prefix(2))/\(id.hex)")
         // The object is where the layout says, byte for byte.
         #expect(try S3Live.client().getObject(store.key(for: id)) == encoded)
         var buffer = ByteBuffer(capacity: 16)
@@ -154,19 +154,22 @@ struct S3BlobStoreLiveTests {
         let client = try S3Live.client()
         try client.putObject("\(store.objectsPrefix)ab/not-a-blob", bytes: [1])
         try client.putObject("\(store.objectsPrefix)\(ids[0].hex)", bytes: [1])  // a blob name outside its folder
-        try client.putObject("\(store.location.prefix)elsewhere", bytes: [1])  // outside objects/: not listed
+        try client.putObject("\(store.s3Location.prefix)elsewhere", bytes: [1])  // outside objects/: not listed
         let listing = try store.listing()
         #expect(listing.blobs.count == count)
         #expect(Set(listing.blobs.map(\.id)) == Set(ids))
         #expect(listing.blobs.allSatisfy { $0.size == 3 })
-        #expect(Set(listing.foreign) == ["ab/not-a-blob", ids[0].hex])
+        #expect(
+            Set(listing.foreign) == [
+                "ab/not-a-blob (object of 1 bytes with a foreign name)", "\(ids[0].hex) (object of 1 bytes with a foreign name)",
+            ])
         var seen = 0
         try store.forEach { _, _ in seen += 1 }
         #expect(seen == count)
     }
 
     /// Failures map to the store's error codes by their typed class.
-    @Test func wrongCredentialsAreAnEnvironmentErrorWithoutTheSecret() throws {
+    @Test func wrongCredentialsAreAClassifiedErrorWithoutTheSecret() throws {
         var config = try S3Live.config()
         config.credentials = S3Credentials(accessKeyId: config.credentials.accessKeyId, secretAccessKey: "wrong-secret-xyz")
         let store = S3BlobStore(location: S3Location(bucket: S3Live.bucket, prefix: "auth/"), config: config)
@@ -175,8 +178,8 @@ struct S3BlobStoreLiveTests {
         #expect {
             try store.size(of: id)
         } throws: { error in
-            guard let e = error as? CKStoreError else { return false }
-            return e.code == .environment && !e.message.contains("wrong-secret-xyz") && e.message.contains("access denied")
+            guard case BlobStoreError.backend(let kind, let message) = error else { return false }
+            return kind == .readOnly && kind.code == .environment && !message.contains("wrong-secret-xyz") && message.contains("access denied")
         }
     }
 }
@@ -191,12 +194,20 @@ struct S3BlobStoreLiveTests {
         #expect(S3ObjectsEntry(key: "p/objects/ab/x/\(hex)", size: 1, objectsPrefix: "p/objects/") == .foreign("ab/x/\(hex)", size: 1))
     }
 
-    @Test func errorCodesFollowTheS3ErrorClass() {
+    @Test func failureKindsFollowTheS3ErrorClass() {
         let context = S3ErrorContext(operation: "GetObject", bucket: "b", key: "k")
-        #expect(S3Error.notFound(context).storeErrorCode == .notFound)
-        #expect(S3Error.unavailable(context).storeErrorCode == .environment)
-        #expect(S3Error.auth(context).storeErrorCode == .environment)
-        #expect(S3Error.conflict(context).storeErrorCode == .conflict)
-        #expect(S3Error.permanent(context).storeErrorCode == .environment)
+        var slow = context
+        slow.status = 503
+        var malformed = context
+        malformed.code = "MalformedResponse"
+        #expect(S3Error.notFound(context).failureKind == .notFound)
+        #expect(S3Error.unavailable(context).failureKind == .unavailable)
+        #expect(S3Error.unavailable(slow).failureKind == .busy)
+        #expect(S3Error.auth(context).failureKind == .readOnly)
+        #expect(S3Error.conflict(context).failureKind == .conflict)
+        #expect(S3Error.permanent(context).failureKind == .environment)
+        #expect(S3Error.permanent(malformed).failureKind == .integrity)
+        #expect(S3Error.unavailable(context).failureKind.code == .environment)
+        #expect(S3Error.permanent(malformed).failureKind.code == .integrity)
     }
 }

@@ -12,7 +12,7 @@ import Synchronization
 /// place with `link(2)`, which fails instead of replacing an existing name; the temporary
 /// name is then unlinked. Folders that received new names are remembered and fsynced by
 /// `syncNamespace()`, once per folder per put, rather than after every blob.
-final class LocalBlobStore: BlobStore {
+package final class LocalBlobStore: BlobStore {
     /// The `objects/` folder.
     let root: String
     /// Whether blob writes are fsynced (always, except for benchmarks that say otherwise).
@@ -36,14 +36,24 @@ final class LocalBlobStore: BlobStore {
         case fileSystem
     }
 
-    var properties: BlobStoreProperties { BlobStoreProperties(hasAtomicCreate: true) }
+    package var properties: BlobStoreProperties { BlobStoreProperties(hasAtomicCreate: true) }
 
-    /// Opens the blob folder at `root` (created by the store at `init`).
-    init(root: String, durable: Bool = true, syncMode: SyncMode = .batch) {
+    /// Where `quarantine(_:)` moves damaged blobs (`<store>/quarantine`).
+    let quarantineFolder: String
+
+    /// Opens the blob folder at `root` (created by the store at `init`); damaged blobs are
+    /// moved to `quarantine` (default: a `quarantine` folder beside `root`).
+    init(root: String, durable: Bool = true, syncMode: SyncMode = .batch, quarantine: String? = nil) {
         self.root = root
         self.durable = durable
         self.syncMode = syncMode
+        var parent = root
+        while parent.hasSuffix("/") && parent.count > 1 { parent.removeLast() }
+        if let slash = parent.lastIndex(of: "/") { parent = String(parent[..<slash]) } else { parent = "." }
+        self.quarantineFolder = quarantine ?? "\(parent)/quarantine"
     }
+
+    package var location: String { root }
 
     /// The folder holding blobs whose name starts with the 2 hex digits of `id`.
     func folder(for id: SHA256Digest) -> String {
@@ -56,7 +66,7 @@ final class LocalBlobStore: BlobStore {
         return "\(root)/\(hex.prefix(2))/\(hex)"
     }
 
-    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (
+    package func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (
         isNew: Bool, size: Int
     ) {
         let dir = folder(for: id)
@@ -107,20 +117,6 @@ final class LocalBlobStore: BlobStore {
         _ = dirtyFolders.withLock { $0.insert(dir) }
         if durable && syncMode != .eachBlob { unsynced.withLock { $0.append(final) } }
         return (true, bytes.count)
-    }
-
-    /// Whether the blob stored under `name` is an intact copy of the chunk `raw`: the file
-    /// exists, is `storedSize` bytes (the chunk row's size) and passes `BlobCodec.isIntact`
-    /// (header, identity and payload checksum; a version 1 blob is decoded and compared).
-    /// A put asks this before it counts a chunk row as a dedup hit, so a missing or damaged
-    /// blob is rewritten instead of referred to. Any failure to read counts as not intact.
-    func holdsIntact(
-        _ name: SHA256Digest, storedSize: Int, raw: UnsafeRawBufferPointer, codec: BlobCodec, scratch: inout ByteBuffer
-    ) -> Bool {
-        let intact = try? withBytes(of: name, scratch: &scratch) { file in
-            file.count == storedSize && codec.isIntact(file, name: name, raw: raw)
-        }
-        return intact ?? false
     }
 
     private func readExisting(_ path: String) throws -> [UInt8] {
@@ -194,7 +190,7 @@ final class LocalBlobStore: BlobStore {
     /// largest raw length. Larger files are damage and are never read into memory.
     static let maxBlobSize = BlobHeader.size + LZ4.bound(BlobHeader.maxRawLength)
 
-    func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int {
+    package func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int {
         let file = try openBlob(id)
         let size: Int
         do {
@@ -213,13 +209,12 @@ final class LocalBlobStore: BlobStore {
         }
     }
 
-    func readPrefix(_ id: SHA256Digest, count: Int) throws -> (bytes: [UInt8], size: Int) {
-        let file = try openBlob(id)
-        let scratch = ByteBuffer(capacity: count)
-        do throws(SystemError) {
-            let size = try file.size()
-            let n = try file.pread(into: scratch.prefix(count), at: 0)
-            return (Array(UnsafeRawBufferPointer(rebasing: scratch.storage[0..<n])), size)
+    /// Reads the first `count` bytes without following a symlink (fsck reads through this).
+    package func readPrefix(_ id: SHA256Digest, count: Int) throws -> (bytes: [UInt8], size: Int) {
+        do {
+            return try readPrefixNoFollow(id, count: count)
+        } catch let e where e.isNotFound {
+            throw BlobStoreError.notFound(id)
         } catch {
             throw BlobStoreError.io(error)
         }
@@ -227,7 +222,7 @@ final class LocalBlobStore: BlobStore {
 
     /// Maps the blob file read-only (`mmap` with `MAP_POPULATE`, so a file in the page cache is
     /// mapped without copying it) and calls `body` with its bytes; unmaps afterwards.
-    func withBytes<T>(of id: SHA256Digest, scratch: inout ByteBuffer, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+    package func withBytes<T>(of id: SHA256Digest, scratch: inout ByteBuffer, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         let file = try openBlob(id)
         let size: Int
         do {
@@ -246,7 +241,7 @@ final class LocalBlobStore: BlobStore {
         return try body(UnsafeRawBufferPointer(start: mapping, count: size))
     }
 
-    func size(of id: SHA256Digest) throws -> Int? {
+    package func size(of id: SHA256Digest) throws -> Int? {
         switch Sys.fileStatus(path(for: id)) {
         case .success(let st): return st.size
         case .failure(let e) where e.isNotFound: return nil
@@ -256,7 +251,7 @@ final class LocalBlobStore: BlobStore {
 
     /// Deletes blob `id` if its name is a regular file in a real fan-out folder (a symlink
     /// there, or a symlinked folder, is left alone: see `ObjectsListing`).
-    func remove(_ id: SHA256Digest) throws {
+    package func remove(_ id: SHA256Digest) throws {
         let hex = id.hex
         do {
             try removeOwnFile(folder: String(hex.prefix(2)), name: hex)
@@ -272,7 +267,7 @@ final class LocalBlobStore: BlobStore {
 
     /// Every blob file (a regular file with a blob name in its real fan-out folder), without
     /// following symlinks.
-    func forEach(_ body: (SHA256Digest, Int) throws -> Void) throws {
+    package func forEach(_ body: (SHA256Digest, Int) throws -> Void) throws {
         let listing: ObjectsListing
         do {
             listing = try listObjects()
@@ -289,7 +284,7 @@ final class LocalBlobStore: BlobStore {
         return listing.temporary.map { "\(root)/\($0.folder)/\($0.name)" }
     }
 
-    func syncNamespace() throws {
+    package func syncNamespace() throws {
         guard durable else { return }
         let folders = dirtyFolders.withLock { set -> Set<String> in
             let copy = set
@@ -313,5 +308,59 @@ final class LocalBlobStore: BlobStore {
         } catch {
             throw BlobStoreError.io(error)
         }
+    }
+
+    // MARK: - Maintenance (BlobStore)
+
+    package func state(of id: SHA256Digest) throws -> BlobEntryState {
+        do {
+            return try entryState(of: id)
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+    }
+
+    package func listing() throws -> BlobListing {
+        let objects: ObjectsListing
+        do {
+            objects = try listObjects()
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+        return BlobListing(
+            blobs: objects.blobs.map { BlobListing.Blob(id: $0.id, size: $0.size) },
+            temporary: objects.temporary.map { BlobListing.Temporary(name: "\($0.folder)/\($0.name)", size: $0.size) },
+            foreign: objects.foreign.map(\.description))
+    }
+
+    package func removeTemporary(_ leftover: BlobListing.Temporary) throws -> Bool {
+        let parts = leftover.name.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return false }
+        do {
+            return try removeOwnFile(folder: String(parts[0]), name: String(parts[1]))
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+    }
+
+    package func quarantine(_ id: SHA256Digest) throws -> String? {
+        let name = "\(id.hex).fsck-\(time(nil))-\(getpid())"
+        do {
+            guard try moveAside(id, to: quarantineFolder, as: name) else { return nil }
+        } catch {
+            throw BlobStoreError.io(error)
+        }
+        let folderName = quarantineFolder.split(separator: "/").last.map(String.init) ?? "quarantine"
+        return "\(folderName)/\(name)"
+    }
+
+    package func quarantined() throws -> (count: Int, location: String) {
+        if case .success(let names) = Sys.listDirectory(quarantineFolder) { return (names.count, quarantineFolder) }
+        return (0, quarantineFolder)
+    }
+
+    package func namespaceProblem() throws -> String? {
+        if case .failure(let e) = Sys.fileStatus(root), e.isNotFound { return "\(root) is missing" }
+        return nil
     }
 }

@@ -58,7 +58,7 @@ struct ObjectsListing {
 }
 
 /// The state of one blob's name, without following links.
-enum BlobEntryState: Equatable {
+package enum BlobEntryState: Equatable, Sendable {
     /// No such name (or its fan-out folder does not exist).
     case missing
     /// A regular file of this size.

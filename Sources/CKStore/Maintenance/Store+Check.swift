@@ -99,26 +99,20 @@ extension Store {
 
     func runCheck(full: Bool) throws -> IntegrityReport {
         var report = IntegrityReport()
-        let db = metadata.db
-        try db.readTransaction {
-            let integrity = try db.statement("PRAGMA integrity_check").rows { $0.text(0) }
-            if integrity != ["ok"] {
-                for line in integrity.prefix(20) { report.problems.append(IntegrityProblem(subject: "database", detail: line)) }
-            }
-            try db.statement("PRAGMA foreign_key_check").forEachRow { row in
-                report.problems.append(
-                    IntegrityProblem(
-                        subject: "database", detail: "table \(row.text(0)) row \(row.int(1)) refers to a missing \(row.text(2)) row"))
+        try metadata.withReadView {
+            for line in try metadata.storageProblems() {
+                report.problems.append(IntegrityProblem(subject: "database", detail: line))
             }
             try checkManifests(&report)
             try checkChunks(&report, full: full)
             try checkDerivedRows(&report)
             try findDamagedSnapshots(&report)
         }
-        if case .success(let names) = Sys.listDirectory("\(path)/quarantine") { report.quarantinedFiles = names.count }
+        let quarantined = try blobs.quarantined()
+        report.quarantinedFiles = quarantined.count
         if report.quarantinedFiles > 0 {
             report.notes.append(
-                "\(report.quarantinedFiles) file(s) in \(path)/quarantine, moved aside by fsck --repair (delete them when no longer needed)"
+                "\(report.quarantinedFiles) file(s) in \(quarantined.location), moved aside by fsck --repair (delete them when no longer needed)"
             )
         }
         return report
@@ -131,31 +125,17 @@ extension Store {
     /// Every manifest: its tensor and chunk rows agree with the stored header, are contiguous,
     /// and hash back to the stored digest.
     private func checkManifests(_ report: inout IntegrityReport) throws {
-        let db = metadata.db
-        let rows = try db.statement("SELECT digest FROM manifests ORDER BY id").rows { SHA256Digest(bytes: $0.blob(0))! }
+        let rows = try metadata.allManifestDigests()
         var names: [SHA256Digest: String] = [:]
-        try db.statement(
-            "SELECT m.digest, r.name, s.step FROM snapshots s JOIN runs r ON r.id = s.run_id JOIN manifests m ON m.id = s.manifest_id"
-        ).forEachRow { names[SHA256Digest(bytes: $0.blob(0))!] = "\($0.text(1))@\($0.int(2))" }
+        for snapshot in try metadata.allSnapshots() { names[snapshot.digest] = snapshot.ref }
         // Rows whose sizes or offsets are out of any valid range would overflow the arithmetic
         // that loads a manifest (a trap, not an error), so they are reported here and their
         // manifests are not loaded.
         var outOfRange: [SHA256Digest: String] = [:]
-        try db.statement(
-            """
-            SELECT m.digest, t.name, t.data_start, t.byte_length FROM tensors t JOIN manifests m ON m.id = t.manifest_id
-            WHERE t.data_start < 0 OR t.byte_length < 0 OR t.data_start > ?1 OR t.byte_length > ?1
-               OR EXISTS (SELECT 1 FROM tensor_chunks tc JOIN chunks c ON c.id = tc.chunk_id
-                          WHERE tc.manifest_id = t.manifest_id AND tc.position = t.position AND c.raw_size > ?2)
-            ORDER BY m.id, t.position
-            """
-        ).forEachRow([.int(Self.maxRowOffset), .int(BlobHeader.maxRawLength)]) { row in
-            let digest = SHA256Digest(bytes: row.blob(0))!
-            if outOfRange[digest] == nil {
-                outOfRange[digest] =
-                    "tensor '\(row.text(1))' has out-of-range rows (data_start \(row.int(2)), byte_length \(row.int(3)), "
-                    + "or a chunk raw_size over \(BlobHeader.maxRawLength))"
-            }
+        for row in try metadata.tensorRowsOutOfRange(maxOffset: Self.maxRowOffset, maxRawSize: BlobHeader.maxRawLength) {
+            outOfRange[row.manifest] =
+                "tensor '\(row.tensor)' has out-of-range rows (data_start \(row.dataStart), byte_length \(row.byteLength), "
+                + "or a chunk raw_size over \(BlobHeader.maxRawLength))"
         }
         for digest in rows {
             report.manifestsChecked += 1
@@ -202,20 +182,12 @@ extension Store {
     /// header, the recorded size and raw length; with `full`, it decodes and hashes to its name.
     /// Blob files without a row, temporary files and foreign entries are noted.
     private func checkChunks(_ report: inout IntegrityReport, full: Bool) throws {
-        let allChunks = try metadata.db.statement("SELECT hash, raw_size, stored_size FROM chunks ORDER BY hash").rows {
-            (SHA256Digest(bytes: $0.blob(0))!, $0.int(1), $0.int(2))
-        }
+        let allChunks = try metadata.chunkRows().map { ($0.hash, $0.rawSize, $0.storedSize) }
         var users: [SHA256Digest: String] = [:]
-        try metadata.db.statement(
-            """
-            SELECT c.hash, coalesce(r.name || '@' || s.step, 'sha256:' || lower(hex(m.digest))), t.name
-            FROM tensor_chunks tc JOIN chunks c ON c.id = tc.chunk_id JOIN manifests m ON m.id = tc.manifest_id
-            JOIN tensors t ON t.manifest_id = tc.manifest_id AND t.position = tc.position
-            LEFT JOIN snapshots s ON s.manifest_id = m.id LEFT JOIN runs r ON r.id = s.run_id
-            """
-        ).forEachRow { row in
-            let id = SHA256Digest(bytes: row.blob(0))!
-            if users[id] == nil { users[id] = "\(row.text(1)) tensor '\(row.text(2))'" }
+        var snapshotNames: [SHA256Digest: String] = [:]
+        for snapshot in try metadata.allSnapshots().reversed() { snapshotNames[snapshot.digest] = snapshot.ref }
+        for use in try metadata.chunkUses() where users[use.chunk] == nil {
+            users[use.chunk] = "\(snapshotNames[use.manifest] ?? "sha256:\(use.manifest.hex)") tensor '\(use.tensor)'"
         }
         func fault(_ hash: SHA256Digest, _ kind: BlobFault, _ detail: String) {
             let subject = "blob \(hash.hex)" + (users[hash].map { " (used by \($0))" } ?? "")
@@ -241,8 +213,8 @@ extension Store {
         let known = Set(allChunks.map(\.0))
         var v1Blobs = 0
         // Without objects/ every blob is missing: one problem for the folder, one per chunk row.
-        if case .failure(let e) = Sys.fileStatus(blobs.root), e.isNotFound {
-            report.problems.append(IntegrityProblem(subject: "objects/", detail: "\(blobs.root) is missing"))
+        if let missing = try blobs.namespaceProblem() {
+            report.problems.append(IntegrityProblem(subject: "objects/", detail: missing))
             for (hash, _, _) in chunks {
                 report.chunksChecked += 1
                 fault(hash, .missing, "missing")
@@ -252,7 +224,7 @@ extension Store {
         for (hash, rawSize, storedSize) in chunks {
             report.chunksChecked += 1
             let size: Int
-            switch try blobs.entryState(of: hash) {
+            switch try blobs.state(of: hash) {
             case .missing:
                 fault(hash, .missing, "missing")
                 continue
@@ -275,7 +247,7 @@ extension Store {
                 }
                 continue
             }
-            let prefix = try blobs.readPrefixNoFollow(hash, count: BlobHeader.size)
+            let prefix = try blobs.readPrefix(hash, count: BlobHeader.size)
             if let problem = prefix.bytes.withUnsafeBytes({
                 BlobHeader.problem(prefix: $0, fileSize: prefix.size, id: hash, rawSize: rawSize)
             }) {
@@ -284,13 +256,13 @@ extension Store {
                 v1Blobs += 1
             }
         }
-        let listing = try blobs.listObjects()
+        let listing = try blobs.listing()
         for blob in listing.blobs where !known.contains(blob.id) {
             report.orphanBlobs += 1
             report.orphanBytes += blob.size
         }
         report.temporaryFiles = listing.temporary.count
-        report.foreignEntries = listing.foreign.map(\.description)
+        report.foreignEntries = listing.foreign
         if report.orphanBlobs > 0 {
             report.notes.append(
                 "\(report.orphanBlobs) orphan blob(s), \(report.orphanBytes) bytes, no chunk row refers to (gc removes them)")
@@ -308,38 +280,31 @@ extension Store {
     /// Which snapshots and cached averages use a faulty blob or have damaged rows.
     private func findDamagedSnapshots(_ report: inout IntegrityReport) throws {
         guard !report.blobFaults.isEmpty || !report.damagedManifests.isEmpty else { return }
-        let db = metadata.db
-        var digests: [Int: SHA256Digest] = [:]
-        try db.statement("SELECT id, digest FROM manifests").forEachRow { digests[$0.int(0)] = SHA256Digest(bytes: $0.blob(1)) }
-        var damaged: [Int: DamagedSnapshot] = [:]
-        func entry(_ id: Int) -> DamagedSnapshot? {
-            if let d = damaged[id] { return d }
-            guard let digest = digests[id] else { return nil }
-            return DamagedSnapshot(names: [], recipes: [], digest: digest)
+        var damaged: [SHA256Digest: DamagedSnapshot] = [:]
+        func entry(_ digest: SHA256Digest) -> DamagedSnapshot {
+            damaged[digest] ?? DamagedSnapshot(names: [], recipes: [], digest: digest)
         }
-        for (id, digest) in digests where report.damagedManifests.contains(digest) {
-            damaged[id] = entry(id)
-            damaged[id]?.rowsDamaged = true
+        for digest in try metadata.allManifestDigests() where report.damagedManifests.contains(digest) {
+            damaged[digest] = entry(digest)
+            damaged[digest]?.rowsDamaged = true
         }
         if !report.blobFaults.isEmpty {
-            try db.statement(
-                "SELECT DISTINCT tc.manifest_id, c.hash FROM tensor_chunks tc JOIN chunks c ON c.id = tc.chunk_id"
-            ).forEachRow { row in
-                let hash = SHA256Digest(bytes: row.blob(1))!
-                guard let fault = report.blobFaults[hash], var d = entry(row.int(0)) else { return }
+            var counted = Set<[SHA256Digest]>()
+            for use in try metadata.chunkUses() {
+                guard let fault = report.blobFaults[use.chunk], counted.insert([use.manifest, use.chunk]).inserted else { continue }
+                var d = entry(use.manifest)
                 switch fault {
                 case .missing: d.missingBlobs += 1
                 case .damaged: d.damagedBlobs += 1
                 case .foreign: d.foreignBlobs += 1
                 }
-                damaged[row.int(0)] = d
+                damaged[use.manifest] = d
             }
         }
         guard !damaged.isEmpty else { return }
-        try db.statement("SELECT s.manifest_id, r.name, s.step FROM snapshots s JOIN runs r ON r.id = s.run_id ORDER BY r.name, s.step")
-            .forEachRow { row in damaged[row.int(0)]?.names.append((row.text(1), row.int(2))) }
-        try db.statement("SELECT manifest_id, recipe FROM derived ORDER BY id").forEachRow { row in
-            damaged[row.int(0)]?.recipes.append(row.text(1))
+        for snapshot in try metadata.allSnapshots() { damaged[snapshot.digest]?.names.append((snapshot.run, snapshot.step)) }
+        for row in try metadata.derivedRows() {
+            if let digest = row.digest { damaged[digest]?.recipes.append(row.recipe) }
         }
         report.damagedSnapshots = damaged.values.sorted { a, b in
             let ka =

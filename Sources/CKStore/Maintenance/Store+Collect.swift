@@ -102,73 +102,60 @@ extension Store {
         try requireWritable()
         try withLock(exclusive: true) { () throws(CKStoreError) in
             report.dryRun = dryRun
-            let db = metadata.db
-            let (doomed, temporary): ([ObjectsListing.Blob], [ObjectsListing.Temporary]) = try wrapping("collect garbage") {
-                try db.inTransaction {
-                    () throws -> (Connection.TransactionCompletion, ([ObjectsListing.Blob], [ObjectsListing.Temporary])) in
-                    for (run, step) in try choose(&report) {
-                        if dropsMetrics, let runID = try metadata.runID(run) {
-                            report.droppedMetrics += try metadata.dropMetrics(measuredOn: runID, step: step, includingStep: true)
-                        }
-                        try db.statement("DELETE FROM snapshots WHERE step = ? AND run_id = (SELECT id FROM runs WHERE name = ?)")
-                            .run([.int(step), .text(run)])
-                        report.removedSnapshots.append("\(run)@\(step)")
-                    }
-                    if !keepDerived {
-                        report.removedDerived = try db.statement("SELECT recipe FROM derived ORDER BY id").rows { $0.text(0) }
-                        try db.execute("DELETE FROM derived")
-                    }
-                    try db.execute(
-                        """
-                        DELETE FROM manifests WHERE id NOT IN (SELECT manifest_id FROM snapshots)
-                          AND id NOT IN (SELECT manifest_id FROM derived)
-                        """)
-                    let unused = "FROM chunks WHERE id NOT IN (SELECT chunk_id FROM tensor_chunks)"
-                    let released = Set(try db.statement("SELECT hash \(unused)").rows { SHA256Digest(bytes: $0.blob(0))! })
-                    try db.execute("DELETE \(unused)")
-                    let live = Set(try db.statement("SELECT hash FROM chunks").rows { SHA256Digest(bytes: $0.blob(0))! })
-                    let listing = try blobs.listObjects()
-                    report.foreignEntries = listing.foreign.map(\.description)
-                    var doomed: [ObjectsListing.Blob] = []
-                    var orphanFiles: [ObjectsListing.Blob] = []
+            var doomed: [BlobListing.Blob] = []
+            var temporary: [BlobListing.Temporary] = []
+            let options = CollectionOptions(dropsMetrics: dropsMetrics, dropsDerived: !keepDerived, dryRun: dryRun)
+            let changes = try wrapping("collect garbage") {
+                try metadata.collect(options: options) {
+                    try choose(&report).map { SnapshotKey(run: $0.0, step: $0.1) }
+                } review: { changes in
+                    // objects/ is listed before the commit, so a refusal rolls everything back.
+                    let listing = try blobs.listing()
+                    report.foreignEntries = listing.foreign
+                    var released: [BlobListing.Blob] = []
+                    var orphanFiles: [BlobListing.Blob] = []
                     var survivors = 0
                     for blob in listing.blobs {
-                        if live.contains(blob.id) {
+                        if changes.liveChunks.contains(blob.id) {
                             survivors += 1
-                        } else if released.contains(blob.id) {
-                            doomed.append(blob)
-                            report.removedReferencedBlobs += 1
+                        } else if changes.releasedChunks.contains(blob.id) {
+                            released.append(blob)
                         } else {
                             orphanFiles.append(blob)
                         }
                     }
-                    if orphans == .keep { return (dryRun ? .rollback : .commit, (doomed, [])) }
-                    // Refuse when the database names none of the blob files here: an emptied,
+                    report.removedReferencedBlobs = released.count
+                    doomed = released
+                    if orphans == .keep { return }
+                    // Refuse when the metadata names none of the blob files here: an emptied,
                     // deleted or replaced database looks exactly like that.
-                    if orphans == .deleteJustified && survivors == 0 && doomed.isEmpty && !orphanFiles.isEmpty {
+                    if orphans == .deleteJustified && survivors == 0 && released.isEmpty && !orphanFiles.isEmpty {
                         let bytes = orphanFiles.reduce(0) { $0 + $1.size }
-                        let snapshots = try db.statement("SELECT count(*) FROM snapshots").rows { $0.int(0) }.first ?? 0
                         let why =
-                            snapshots == 0
+                            changes.remainingSnapshots == 0
                             ? "the database has no snapshots"
-                            : "none of the database's \(live.count) chunk row(s) names a blob file that exists"
+                            : "none of the database's \(changes.liveChunks.count) chunk row(s) names a blob file that exists"
                         throw CKStoreError(
                             .conflict,
-                            "gc: refusing to delete all \(orphanFiles.count) blob file(s) in \(blobs.root) (\(bytes) bytes): no chunk row refers "
-                                + "to any of them (\(why)); if \(Store.databaseName) was emptied, deleted or replaced, restore it; "
+                            "gc: refusing to delete all \(orphanFiles.count) blob file(s) in \(blobs.location) (\(bytes) bytes): no chunk row refers "
+                                + "to any of them (\(why)); if the metadata database was emptied, deleted or replaced, restore it; "
                                 + "to delete them anyway run 'ckstore gc --all-orphans'")
                     }
                     report.removedOrphans = orphanFiles.count
                     report.removedTemporaryFiles = listing.temporary.count
-                    return (dryRun ? .rollback : .commit, (doomed + orphanFiles, listing.temporary))
+                    doomed += orphanFiles
+                    temporary = listing.temporary
                 }
             }
+            report.removedSnapshots = changes.removedSnapshots.map { "\($0.run)@\($0.step)" }
+            report.droppedMetrics = changes.droppedMetrics
+            if !keepDerived { report.removedDerived = changes.removedDerivedRecipes }
             report.removedBlobs = doomed.count + temporary.count
             report.freedBytes = doomed.reduce(0) { $0 + $1.size } + temporary.reduce(0) { $0 + $1.size }
             if !dryRun {
                 try wrapping("remove unreferenced blobs") {
                     for blob in doomed { try blobs.remove(blob.id) }
-                    for t in temporary { try blobs.removeOwnFile(folder: t.folder, name: t.name) }
+                    for t in temporary { try blobs.removeTemporary(t) }
                     try blobs.syncNamespace()
                 }
             }

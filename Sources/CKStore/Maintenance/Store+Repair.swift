@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 extension Store {
     /// `fsck --repair`: checks the store, makes the few changes that need no guess, and checks
     /// again (docs/FORMAT.md, "What fsck --repair does").
@@ -32,60 +28,40 @@ extension Store {
     private func runRepair(full: Bool) throws -> IntegrityReport {
         let before = try runCheck(full: full)
         var repairs: [Repair] = []
-        let db = metadata.db
         let droppedDerived = before.damagedSnapshots.filter { !$0.recipes.isEmpty }
         var quarantine: [(SHA256Digest, String)] = []
         for (hash, fault) in before.blobFaults.sorted(by: { $0.key.hex < $1.key.hex }) {
             guard case .damaged = fault, let proof = try damageProof(hash) else { continue }
             quarantine.append((hash, proof))
         }
-        try db.inTransaction { () throws -> (Connection.TransactionCompletion, Void) in
-            for d in droppedDerived {
-                let why =
-                    d.rowsDamaged
-                    ? "its rows are damaged"
-                    : "it uses \(d.missingBlobs + d.damagedBlobs + d.foreignBlobs) missing or damaged blob(s); recomputed on the next query"
-                try db.statement("DELETE FROM derived WHERE manifest_id = (SELECT id FROM manifests WHERE digest = ?)").run([
-                    .blob(d.digest.bytes)
-                ])
-                try db.statement(
-                    """
-                    DELETE FROM manifests WHERE digest = ? AND id NOT IN (SELECT manifest_id FROM snapshots)
-                      AND id NOT IN (SELECT manifest_id FROM derived)
-                    """
-                ).run([.blob(d.digest.bytes)])
-                for recipe in d.recipes { repairs.append(Repair(action: "drop-derived", target: recipe, reason: why)) }
-            }
-            for (hash, _) in before.blobFaults.sorted(by: { $0.key.hex < $1.key.hex }) {
-                try db.statement("DELETE FROM chunks WHERE hash = ? AND id NOT IN (SELECT chunk_id FROM tensor_chunks)").run([
-                    .blob(hash.bytes)
-                ])
-                if db.changes > 0 {
-                    repairs.append(
-                        Repair(action: "drop-chunk-row", target: hash.hex, reason: "no tensor uses it and its blob is not readable"))
-                }
-            }
-            return (.commit, ())
+        let faulty = before.blobFaults.keys.sorted { $0.hex < $1.hex }
+        let droppedChunks = try metadata.repairRows(droppingDerivedOf: droppedDerived.map(\.digest), unusedChunks: faulty)
+        for d in droppedDerived {
+            let why =
+                d.rowsDamaged
+                ? "its rows are damaged"
+                : "it uses \(d.missingBlobs + d.damagedBlobs + d.foreignBlobs) missing or damaged blob(s); recomputed on the next query"
+            for recipe in d.recipes { repairs.append(Repair(action: "drop-derived", target: recipe, reason: why)) }
         }
-        let stamp = "fsck-\(time(nil))-\(getpid())"
+        for hash in droppedChunks {
+            repairs.append(Repair(action: "drop-chunk-row", target: hash.hex, reason: "no tensor uses it and its blob is not readable"))
+        }
         var failures: [String] = []
         for (hash, proof) in quarantine {
-            let moved: Bool
+            let movedTo: String?
             do {
-                moved = try blobs.moveAside(hash, to: "\(path)/quarantine", as: "\(hash.hex).\(stamp)")
+                movedTo = try blobs.quarantine(hash)
             } catch {
                 // E.g. EXDEV when objects/ is a link to another file system: left in place.
                 failures.append("could not move damaged blob \(hash.hex) to quarantine/: \(error); left in place")
                 continue
             }
-            if moved {
-                repairs.append(
-                    Repair(action: "quarantine-blob", target: hash.hex, reason: "\(proof); moved to quarantine/\(hash.hex).\(stamp)"))
+            if let movedTo {
+                repairs.append(Repair(action: "quarantine-blob", target: hash.hex, reason: "\(proof); moved to \(movedTo)"))
             }
         }
-        for t in try blobs.listObjects().temporary where try blobs.removeOwnFile(folder: t.folder, name: t.name) {
-            repairs.append(
-                Repair(action: "remove-temporary-file", target: "objects/\(t.folder)/\(t.name)", reason: "left by an interrupted write"))
+        for t in try blobs.listing().temporary where try blobs.removeTemporary(t) {
+            repairs.append(Repair(action: "remove-temporary-file", target: "objects/\(t.name)", reason: "left by an interrupted write"))
         }
         try blobs.syncNamespace()
         var after = try runCheck(full: full)
@@ -99,10 +75,10 @@ extension Store {
     /// its header names a format version, codec or filter this build does not know (a newer
     /// ckstore may have written it), or it is not a regular file.
     private func damageProof(_ hash: SHA256Digest) throws -> String? {
-        guard case .regular(let size) = try blobs.entryState(of: hash) else { return nil }
+        guard case .regular(let size) = try blobs.state(of: hash) else { return nil }
         let largest = BlobHeader.size + LZ4.bound(BlobHeader.maxRawLength)
         if size > largest { return "it is \(size) bytes, more than any blob can be (\(largest))" }
-        let file = try blobs.readPrefixNoFollow(hash, count: size)
+        let file = try blobs.readPrefix(hash, count: size)
         let header = file.bytes.withUnsafeBytes { BlobHeader.decode($0, fileSize: file.size) }
         let rawLength: Int
         switch header {

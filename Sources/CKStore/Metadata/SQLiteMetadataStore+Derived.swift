@@ -1,19 +1,3 @@
-/// A cached query result.
-public struct DerivedInfo: Sendable, Equatable {
-    /// The canonical recipe.
-    public let recipe: String
-    /// The input digests, oldest first, comma-separated (`sha256:…`).
-    public let inputs: String
-    /// The run, for run-scoped queries.
-    public let run: String?
-    /// The result's digest.
-    public let digest: SHA256Digest
-    /// The result's file size.
-    public let logicalBytes: Int
-    /// When it was computed, in milliseconds since 1970.
-    public let createdAtMilliseconds: Int64
-}
-
 extension SQLiteMetadataStore {
     /// The digest of the derived snapshot stored under `key`, or nil.
     func derivedDigest(key: SHA256Digest) throws -> SHA256Digest? {
@@ -23,9 +7,12 @@ extension SQLiteMetadataStore {
 
     /// The derived row stored under `key` (its recorded recipe and inputs, and the result's
     /// digest), or nil.
-    func derivedEntry(key: SHA256Digest) throws -> (digest: SHA256Digest, recipe: String, inputs: String)? {
-        try db.statement("SELECT m.digest, d.recipe, d.inputs FROM derived d JOIN manifests m ON m.id = d.manifest_id WHERE d.key = ?")
-            .firstRow([.blob(key.bytes)]) { (SHA256Digest(bytes: $0.blob(0))!, $0.text(1), $0.text(2)) }
+    func derivedEntry(key: SHA256Digest) throws -> DerivedRow? {
+        try db.statement(
+            "SELECT d.id, m.digest, d.recipe, d.inputs FROM derived d JOIN manifests m ON m.id = d.manifest_id WHERE d.key = ?"
+        ).firstRow([.blob(key.bytes)]) {
+            DerivedRow(id: $0.int(0), key: key, recipe: $0.text(2), inputs: $0.text(3), digest: SHA256Digest(bytes: $0.blob(1)))
+        }
     }
 
     /// Deletes the derived row stored under `key` if it still names `digest` (another process
@@ -43,18 +30,21 @@ extension SQLiteMetadataStore {
     }
 
     /// Every derived row: id, key, recorded recipe and inputs, and the result's digest.
-    func derivedRows() throws -> [(id: Int, key: SHA256Digest?, recipe: String, inputs: String, digest: SHA256Digest?)] {
+    func derivedRows() throws -> [DerivedRow] {
         try db.statement(
             "SELECT d.id, d.key, d.recipe, d.inputs, m.digest FROM derived d LEFT JOIN manifests m ON m.id = d.manifest_id ORDER BY d.id"
         )
         .rows { row in
-            (row.int(0), SHA256Digest(bytes: row.blob(1)), row.text(2), row.text(3), SHA256Digest(bytes: row.blob(4)))
+            DerivedRow(
+                id: row.int(0), key: SHA256Digest(bytes: row.blob(1)), recipe: row.text(2), inputs: row.text(3),
+                digest: SHA256Digest(bytes: row.blob(4)))
         }
     }
 
     /// Records a derived snapshot (its manifest and the derived row) in one transaction.
     /// Idempotent: a second commit for the same key keeps the first.
-    func commitDerived(manifest: Manifest, plan: QueryPlan) throws {
+    func commitDerived(_ record: DerivedRecord) throws {
+        let manifest = record.manifest
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, Void) in
             let manifestID = try insertManifestIfNew(manifest, now: nowMilliseconds())
             // A blob rewritten while repairing a damaged cached result may differ in size from
@@ -64,11 +54,11 @@ extension SQLiteMetadataStore {
                 try fixSize.run([.int(chunk.storedSize), .blob(chunk.hash.bytes), .int(chunk.storedSize)])
             }
             var runValue = SQLValue.null
-            if let run = plan.run, let id = try runID(run) { runValue = .int(id) }
+            if let run = record.run, let id = try runID(run) { runValue = .int(id) }
             try db.statement(
                 "INSERT INTO derived (key, recipe, inputs, run_id, manifest_id, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING"
             ).run([
-                .blob(plan.cacheKey.bytes), .text(plan.recipe), .text(plan.inputsMetadata), runValue,
+                .blob(record.key.bytes), .text(record.recipe), .text(record.inputsText), runValue,
                 .int(manifestID), .integer(nowMilliseconds()),
             ])
             return (.commit, ())

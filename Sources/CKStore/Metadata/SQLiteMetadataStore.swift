@@ -8,8 +8,10 @@
 /// and applied in order, each migration in its own transaction and recorded in
 /// `schema_migrations` and `PRAGMA user_version`. A database whose version is newer than this
 /// binary knows is refused.
-final class SQLiteMetadataStore: MetadataStore {
+final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
     let db: Connection
+    /// The database file's path (worker connections open it again, read-only).
+    let path: String
 
     /// The schema version this binary creates and understands.
     static var schemaVersion: Int { schemaMigrations.map(\.id).max() ?? 0 }
@@ -28,6 +30,7 @@ final class SQLiteMetadataStore: MetadataStore {
         path: String, create: Bool, readOnly: Bool = false, immutable: Bool = false,
         onMissingSchema: (() throws(CKStoreError) -> Void)? = nil
     ) throws {
+        self.path = path
         do {
             let mode: Connection.Mode =
                 immutable ? .readOnlyImmutable : readOnly ? .readOnly : create ? .readWriteCreate : .readWrite
@@ -110,12 +113,6 @@ final class SQLiteMetadataStore: MetadataStore {
         try db.statement("SELECT stored_size FROM chunks WHERE hash = ?").firstRow([.blob(hash.bytes)]) { $0.int(0) }
     }
 
-    func allChunks() throws -> [(SHA256Digest, Int)] {
-        try db.statement("SELECT hash, stored_size FROM chunks ORDER BY hash").rows { row in
-            (SHA256Digest(bytes: row.blob(0))!, row.int(1))
-        }
-    }
-
     // MARK: - Runs and snapshots
 
     func runID(_ name: String) throws -> Int? {
@@ -151,6 +148,10 @@ final class SQLiteMetadataStore: MetadataStore {
 
     func snapshot(run: String, step: Int) throws -> SnapshotInfo? {
         try db.statement(Self.snapshotColumns + " WHERE r.name = ? AND s.step = ?").firstRow([.text(run), .int(step)], Self.snapshotInfo)
+    }
+
+    func allSnapshots() throws -> [SnapshotInfo] {
+        try db.statement(Self.snapshotColumns + " ORDER BY r.name, s.step").rows([], Self.snapshotInfo)
     }
 
     func latestSnapshot(run: String) throws -> SnapshotInfo? {
@@ -307,29 +308,4 @@ extension SQLiteMetadataStore {
         ).forEachRow { set.insert(SHA256Digest(bytes: $0.blob(0))!) }
         return set
     }
-}
-
-/// Milliseconds since 1970.
-func nowMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
-/// Parses a shape stored as a JSON array of integers ("[768,2304]").
-func parseShape(_ text: String) -> [Int]? {
-    let inner = text.dropFirst().dropLast()
-    guard text.first == "[", text.last == "]" else { return nil }
-    if inner.isEmpty { return [] }
-    var dims: [Int] = []
-    for part in inner.split(separator: ",", omittingEmptySubsequences: false) {
-        guard let v = Int(part), v >= 0 else { return nil }
-        dims.append(v)
-    }
-    return dims
-}
-
-/// Formats a shape as a JSON array of integers.
-func formatShape(_ shape: [Int]) -> String {
-    "[" + shape.map(String.init).joined(separator: ",") + "]"
 }

@@ -6,6 +6,13 @@ public struct ChunkRef: Sendable, Equatable {
     public let rawSize: Int
     /// Size of the blob file, header included.
     public let storedSize: Int
+
+    /// Creates a reference.
+    package init(hash: SHA256Digest, rawSize: Int, storedSize: Int) {
+        self.hash = hash
+        self.rawSize = rawSize
+        self.storedSize = storedSize
+    }
 }
 
 /// One tensor of a manifest: its header entry and its chunks, in order.
@@ -14,6 +21,12 @@ public struct TensorEntry: Sendable, Equatable {
     public let info: TensorInfo
     /// The chunks whose concatenation is the tensor's bytes.
     public let chunks: [ChunkRef]
+
+    /// Creates an entry.
+    package init(info: TensorInfo, chunks: [ChunkRef]) {
+        self.info = info
+        self.chunks = chunks
+    }
 }
 
 /// The content of one safetensors file: its header bytes and, for each tensor in data-section
@@ -37,7 +50,7 @@ public struct Manifest: Sendable {
     }
 
     /// Reassembles a manifest read from the metadata store, checking its recorded digest.
-    init(headerBytes: [UInt8], dataLength: Int, tensors: [TensorEntry], recordedDigest: SHA256Digest) {
+    package init(headerBytes: [UInt8], dataLength: Int, tensors: [TensorEntry], recordedDigest: SHA256Digest) {
         self.headerBytes = headerBytes
         self.dataLength = dataLength
         self.tensors = tensors
@@ -53,7 +66,7 @@ public struct Manifest: Sendable {
     /// than a blob can hold. A manifest built from a validated header always passes; one read
     /// from damaged (or crafted) database rows may not, and then offsets computed from it could
     /// overflow and read buffers sized by it could exhaust memory.
-    func layoutProblem() -> String? {
+    package func layoutProblem() -> String? {
         var end = 0
         for tensor in tensors {
             if let chunk = tensor.chunks.first(where: { $0.rawSize > BlobHeader.maxRawLength }) {

@@ -7,6 +7,14 @@ public struct RunSummary: Sendable, Equatable {
     /// The lowest and highest stored step (nil when the run has no snapshots).
     public let firstStep: Int?
     public let lastStep: Int?
+
+    /// Creates a summary.
+    package init(name: String, snapshotCount: Int, firstStep: Int?, lastStep: Int?) {
+        self.name = name
+        self.snapshotCount = snapshotCount
+        self.firstStep = firstStep
+        self.lastStep = lastStep
+    }
 }
 
 /// A named snapshot: RUN@STEP and the manifest it names.
@@ -23,6 +31,16 @@ public struct SnapshotInfo: Sendable, Equatable {
     public let logicalBytes: Int
     /// The number of tensors.
     public let tensorCount: Int
+
+    /// Creates a record.
+    package init(run: String, step: Int, digest: SHA256Digest, createdAtMilliseconds: Int64, logicalBytes: Int, tensorCount: Int) {
+        self.run = run
+        self.step = step
+        self.digest = digest
+        self.createdAtMilliseconds = createdAtMilliseconds
+        self.logicalBytes = logicalBytes
+        self.tensorCount = tensorCount
+    }
 
     /// `sha256:<hex>`.
     public var digestString: String { "sha256:\(digest.hex)" }
@@ -42,6 +60,15 @@ public struct MetricRecord: Sendable, Equatable {
     public let name: String
     /// The value.
     public let value: Double
+
+    /// Creates a record.
+    package init(run: String, step: Int, variant: String, name: String, value: Double) {
+        self.run = run
+        self.step = step
+        self.variant = variant
+        self.name = name
+        self.value = value
+    }
 }
 
 /// What committing a snapshot did.
@@ -74,8 +101,37 @@ public struct StoreStatistics: Sendable, Equatable {
     public var orphanBytes = 0
     public var orphanBlobs = 0
 
+    /// All zero.
+    package init() {}
+
     /// logical / unique raw: how much chunk sharing saves (≥ 1).
     public var dedupRatio: Double { uniqueRawBytes == 0 ? 1 : Double(logicalBytes) / Double(uniqueRawBytes) }
     /// stored / unique raw: what filtering and compression achieve (≤ 1 is a saving).
     public var compressionRatio: Double { uniqueRawBytes == 0 ? 1 : Double(storedBytes) / Double(uniqueRawBytes) }
+}
+
+/// A cached query result.
+public struct DerivedInfo: Sendable, Equatable {
+    /// The canonical recipe.
+    public let recipe: String
+    /// The input digests, oldest first, comma-separated (`sha256:…`).
+    public let inputs: String
+    /// The run, for run-scoped queries.
+    public let run: String?
+    /// The result's digest.
+    public let digest: SHA256Digest
+    /// The result's file size.
+    public let logicalBytes: Int
+    /// When it was computed, in milliseconds since 1970.
+    public let createdAtMilliseconds: Int64
+
+    /// Creates a record.
+    package init(recipe: String, inputs: String, run: String?, digest: SHA256Digest, logicalBytes: Int, createdAtMilliseconds: Int64) {
+        self.recipe = recipe
+        self.inputs = inputs
+        self.run = run
+        self.digest = digest
+        self.logicalBytes = logicalBytes
+        self.createdAtMilliseconds = createdAtMilliseconds
+    }
 }

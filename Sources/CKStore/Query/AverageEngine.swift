@@ -23,8 +23,9 @@ struct AverageResult: Sendable {
 
 /// Where computed chunks go when the result is cached as a derived snapshot.
 struct CacheTarget: Sendable {
-    let blobs: LocalBlobStore
-    let databasePath: String
+    let blobs: any BlobStore
+    /// Makes each worker's chunk index (`MetadataStore.chunkIndexFactory`).
+    let makeChunkIndex: @Sendable () throws -> any ChunkIndex
     /// Check (and rewrite when missing or damaged) the blob of every computed chunk even when a
     /// chunk row exists: set when recomputing a cached result whose blobs were damaged, since
     /// the chunk rows outlive the dropped result and would otherwise point at the same damage.
@@ -32,18 +33,18 @@ struct CacheTarget: Sendable {
 }
 
 /// A worker's state: a chunk reader, a decode scratch buffer, a Float64 accumulator, and
-/// (when caching) its own metadata connection for dedup.
+/// (when caching) its own chunk index for dedup.
 final class AverageWorker {
     let reader: ChunkReaderWorker
     let scratch: ByteBuffer
     var accumulator: UnsafeMutableBufferPointer<Double>
-    let cacheMetadata: SQLiteMetadataStore?
+    let cacheMetadata: (any ChunkIndex)?
 
-    init(chunkSize: Int, blobs: LocalBlobStore, settings: BlobCodec.Settings, verify: Bool, cache: CacheTarget?) throws {
+    init(chunkSize: Int, blobs: any BlobStore, settings: BlobCodec.Settings, verify: Bool, cache: CacheTarget?) throws {
         reader = ChunkReaderWorker(chunkSize: chunkSize, blobs: blobs, settings: settings, verify: verify)
         scratch = ByteBuffer(capacity: chunkSize)
         accumulator = .allocate(capacity: 1)
-        cacheMetadata = try cache.map { try SQLiteMetadataStore(path: $0.databasePath, create: false, readOnly: true) }
+        cacheMetadata = try cache.map { try $0.makeChunkIndex() }
     }
 
     deinit { accumulator.deallocate() }

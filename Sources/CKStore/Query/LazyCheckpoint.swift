@@ -77,7 +77,7 @@ public final class LazyCheckpoint {
     private func removedInput() throws(CKStoreError) -> PlanInput? {
         for input in plan.inputs {
             let digest = input.digest
-            if try wrapping("look up \(input.label)", { try store.metadata.manifestID(digest) }) == nil { return input }
+            if try wrapping("look up \(input.label)", { try store.metadata.hasManifest(digest) }) == false { return input }
         }
         return nil
     }

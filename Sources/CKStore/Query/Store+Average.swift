@@ -77,7 +77,7 @@ extension Store {
             try output?.write(SafetensorsHeader.lengthPrefix(header.count))
             try output?.write(header)
             let cache =
-                useCache ? CacheTarget(blobs: blobs, databasePath: "\(path)/\(Store.databaseName)", rewritesExisting: repair) : nil
+                useCache ? CacheTarget(blobs: blobs, makeChunkIndex: metadata.chunkIndexFactory(), rewritesExisting: repair) : nil
             var chunkLists: [[ChunkRef]] = Array(repeating: [], count: layout.tensors.count)
             let positional = output?.positional.map { ($0, output!.bytesWritten) }
             try computeAverage(
@@ -95,7 +95,9 @@ extension Store {
                     // Rows of blobs written again (theirs were missing or damaged) follow the new files.
                     let sizes = Dictionary(tensors.flatMap(\.chunks).map { ($0.hash, $0.storedSize) }, uniquingKeysWith: { a, _ in a })
                     try metadata.updateStoredSizes(sizes.map { ($0.key, $0.value) })
-                    try metadata.commitDerived(manifest: manifest, plan: plan)
+                    try metadata.commitDerived(
+                        DerivedRecord(
+                            key: plan.cacheKey, recipe: plan.recipe, inputs: plan.inputs.map(\.digest), run: plan.run, manifest: manifest))
                 }
                 digest = manifest.digest
             }

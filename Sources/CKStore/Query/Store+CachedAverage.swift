@@ -25,23 +25,25 @@ extension Store {
     /// - Throws: `CacheRejection` when an entry exists but does not answer the query.
     func cachedEntry(for plan: QueryPlan, layout: AverageLayout) throws(CKStoreError) -> Result<CachedEntry, CacheRejection>? {
         let key = plan.cacheKey
-        guard let row = try wrapping("look up the derived-snapshot cache", { try metadata.derivedEntry(key: key) }) else {
+        guard let row = try wrapping("look up the derived-snapshot cache", { try metadata.derivedEntry(key: key) }),
+            let digest = row.digest
+        else {
             return nil
         }
         let manifest: Manifest
         do throws(CKStoreError) {
-            manifest = try self.manifest(of: ResolvedRef(digest: row.digest, snapshot: nil))
+            manifest = try self.manifest(of: ResolvedRef(digest: digest, snapshot: nil))
         } catch  where error.code == .integrity {
-            return .failure(CacheRejection(digest: row.digest, reason: error.message, damaged: false))
+            return .failure(CacheRejection(digest: digest, reason: error.message, damaged: false))
         }
         if let reason = Store.cacheMismatch(
             manifest: manifest, recordedRecipe: row.recipe, recordedInputs: row.inputs, expectedRecipe: plan.recipe,
             expectedInputs: plan.inputsMetadata, expectedHeader: layout.outputHeader(plan: plan),
             expectedDataLength: layout.manifests.last!.dataLength)
         {
-            return .failure(CacheRejection(digest: row.digest, reason: reason, damaged: false))
+            return .failure(CacheRejection(digest: digest, reason: reason, damaged: false))
         }
-        return .success(CachedEntry(digest: row.digest, manifest: manifest))
+        return .success(CachedEntry(digest: digest, manifest: manifest))
     }
 
     /// Why a derived snapshot does not answer the query it is cached for, or nil when it does.

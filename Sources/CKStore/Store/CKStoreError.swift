@@ -60,15 +60,13 @@ public struct CKStoreError: Error, CustomStringConvertible, @unchecked Sendable 
 }
 
 extension CKStoreError {
-    /// Wraps an arbitrary error from a lower layer, keeping `CKStoreError`s as they are.
+    /// Wraps an arbitrary error from a lower layer, keeping `CKStoreError`s as they are. A
+    /// backend's error is mapped by its own classification (`ClassifiedBackendError`), never by
+    /// its text; anything else is `.environment`.
     static func wrap(_ error: any Error, context: String) -> CKStoreError {
         if let e = error as? CKStoreError { return e }
-        if let e = error as? SQLiteError {
-            if e.isCorruption { return CKStoreError(.integrity, "\(context): database is corrupt: \(e.message)", cause: e) }
-            return CKStoreError(.environment, "\(context): \(e.message)", cause: e)
-        }
-        if let e = error as? SystemError {
-            return CKStoreError(.environment, "\(context): \(e)", cause: e)
+        if let e = error as? any ClassifiedBackendError {
+            return CKStoreError(e.failureKind.code, "\(context): \(e.failureMessage)", cause: e)
         }
         return CKStoreError(.environment, "\(context): \(error)", cause: error)
     }

@@ -11,10 +11,10 @@ struct ChunkFetch: Sendable {
 final class ChunkReaderWorker {
     let codec: BlobCodec
     var fileBuffer: ByteBuffer
-    let blobs: LocalBlobStore
+    let blobs: any BlobStore
     let verify: Bool
 
-    init(chunkSize: Int, blobs: LocalBlobStore, settings: BlobCodec.Settings, verify: Bool) {
+    init(chunkSize: Int, blobs: any BlobStore, settings: BlobCodec.Settings, verify: Bool) {
         codec = BlobCodec(maxChunkSize: chunkSize, settings: settings)
         fileBuffer = ByteBuffer(capacity: BlobHeader.size + LZ4.bound(chunkSize))
         self.blobs = blobs

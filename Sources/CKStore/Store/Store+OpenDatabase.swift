@@ -4,7 +4,7 @@ import CSQLite
     import Glibc
 #endif
 
-extension Store {
+extension LocalStoreFactory {
     /// Opens the store's metadata database (docs/FORMAT.md, "Read-only opens").
     ///
     /// With write access it is opened read-write (and migrated). Without, it never creates a
@@ -49,7 +49,7 @@ extension Store {
         }
         do {
             return try SQLiteMetadataStore(path: database, create: false, readOnly: true, onMissingSchema: refuseIfBlobs)
-        } catch let error as CKStoreError where Store.cannotUseWriteAheadLog(error) {
+        } catch let error as CKStoreError where Self.cannotUseWriteAheadLog(error) {
             if walHoldsData { try refuseUnreadableWriteAheadLog(store: store) }
             return try openImmutable()
         } catch {

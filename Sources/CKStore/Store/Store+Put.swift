@@ -70,11 +70,11 @@ private final class CreatedBlobs: Sendable {
     let storedSizes = Mutex<[SHA256Digest: Int]>([:])
 }
 
-/// A worker's private state: its codec scratch buffers, its own read-only metadata
-/// connection for dedup lookups, and a buffer for reading existing blobs.
+/// A worker's private state: its codec scratch buffers, its own chunk index for dedup lookups
+/// (`MetadataStore.chunkIndexFactory`), and a buffer for reading existing blobs.
 private struct IngestWorker {
     let codec: BlobCodec
-    let metadata: SQLiteMetadataStore
+    let chunks: any ChunkIndex
     var scratch: ByteBuffer
 }
 
@@ -129,7 +129,7 @@ extension Store {
     ) throws(CKStoreError) -> PutReport {
         let config = configuration
         let chunkCapacity = config.chunkSize
-        let dbPath = "\(path)/\(Store.databaseName)"
+        let makeChunkIndex = metadata.chunkIndexFactory()
         let blobs = self.blobs
         let settings = config.codecSettings
         let workers = config.effectiveWorkers
@@ -140,7 +140,7 @@ extension Store {
             makeState: {
                 IngestWorker(
                     codec: BlobCodec(maxChunkSize: chunkCapacity, settings: settings),
-                    metadata: try SQLiteMetadataStore(path: dbPath, create: false, readOnly: true),
+                    chunks: try makeChunkIndex(),
                     scratch: ByteBuffer(capacity: BlobHeader.size + LZ4.bound(chunkCapacity)))
             },
             process: { worker, job in
@@ -153,7 +153,7 @@ extension Store {
                 // without decoding): a missing or damaged blob is written again from these bytes,
                 // so that an acknowledged put is always readable. The shared store lock keeps gc
                 // from deleting the blob between this check and the commit.
-                let row = try worker.metadata.storedSize(ofChunk: hash)
+                let row = try worker.chunks.storedSize(ofChunk: hash)
                 if let row, blobs.holdsIntact(hash, storedSize: row, raw: raw, codec: worker.codec, scratch: &worker.scratch) {
                     created.storedSizes.withLock { $0[hash] = row }
                     return IngestResult(buffer: job.buffer, hash: hash, rawSize: raw.count, storedSize: row, isNew: false)

@@ -39,17 +39,14 @@ extension Store {
         try wrapping("compute statistics") {
             var stats = try metadata.statistics()
             let referenced = try metadata.referencedChunkHashes()
-            try blobs.forEach { id, size in
-                if !referenced.contains(id) {
-                    stats.orphanBlobs += 1
-                    stats.orphanBytes += size
-                }
+            let listing = try blobs.listing()
+            for blob in listing.blobs where !referenced.contains(blob.id) {
+                stats.orphanBlobs += 1
+                stats.orphanBytes += blob.size
             }
-            for temp in blobs.temporaryFiles() {
-                if case .success(let st) = Sys.fileStatus(temp) {
-                    stats.orphanBlobs += 1
-                    stats.orphanBytes += st.size
-                }
+            for temp in listing.temporary {
+                stats.orphanBlobs += 1
+                stats.orphanBytes += temp.size
             }
             return stats
         }

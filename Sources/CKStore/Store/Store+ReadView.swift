@@ -1,16 +1,16 @@
 /// Consistent reads: resolution and manifest loading inside one read transaction.
 ///
 /// Readers take the shared store lock (so gc and rm, which take it exclusively, cannot delete
-/// a blob under them) and resolve refs and load manifests inside one SQLite read transaction
+/// a blob under them) and resolve refs and load manifests inside one metadata read view
 /// (so a concurrent `put --force`, which shares the lock, cannot delete the manifest between
 /// the two). Blob reads then need only the lock: puts never delete blobs.
 extension Store {
-    /// Runs `body` inside one read transaction of the metadata database: every lookup it makes
-    /// sees the same committed state. Nested calls join the open transaction.
+    /// Runs `body` inside one read view of the metadata (`MetadataStore.withReadView`): every
+    /// lookup it makes sees the same committed state. Nested calls join the open view.
     func readView<T>(_ body: () throws(CKStoreError) -> T) throws(CKStoreError) -> T {
         var failure: CKStoreError?
         let result: T? = try wrapping("read the metadata") { () throws -> T? in
-            try metadata.db.readTransaction { () -> T? in
+            try metadata.withReadView { () -> T? in
                 do throws(CKStoreError) {
                     return try body()
                 } catch {

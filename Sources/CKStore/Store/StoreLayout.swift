@@ -86,19 +86,19 @@ enum StoreLayout {
         let count = try blobCount(objects: objects)
         throw CKStoreError(
             .integrity,
-            "\(inconsistent(store)): objects/ holds \(count) blob\(count == 1 ? "" : "s") but the database \(Store.databaseName) \(problem); "
-                + "restore \(Store.databaseName) from a backup (ckstore never creates a database over existing blobs)")
+            "\(inconsistent(store)): objects/ holds \(count) blob\(count == 1 ? "" : "s") but the database \(LocalStoreFactory.databaseName) \(problem); "
+                + "restore \(LocalStoreFactory.databaseName) from a backup (ckstore never creates a database over existing blobs)")
     }
 
     /// The checks for a store folder without a database file: `.integrity` when `objects/` holds
     /// blobs or a write-ahead log is left without its database; nothing otherwise.
     static func refuseMissingDatabase(store: String) throws(CKStoreError) {
         try refuseBlobsWithoutDatabase(store: store, problem: "is missing")
-        let wal = "\(store)/\(Store.databaseName)-wal"
+        let wal = "\(store)/\(LocalStoreFactory.databaseName)-wal"
         if case .regularFile(let size) = try entry(wal), size > 0 {
             throw CKStoreError(
                 .integrity,
-                "\(inconsistent(store)): \(Store.databaseName) is missing but \(Store.databaseName)-wal (\(size) bytes) is there; restore \(Store.databaseName) from a backup"
+                "\(inconsistent(store)): \(LocalStoreFactory.databaseName) is missing but \(LocalStoreFactory.databaseName)-wal (\(size) bytes) is there; restore \(LocalStoreFactory.databaseName) from a backup"
             )
         }
     }
@@ -119,12 +119,12 @@ enum StoreLayout {
     /// Checks `objects/` against an open database: `.integrity` when it is a symbolic link or
     /// not a directory, or when it is missing while the database references chunks. A missing
     /// `objects/` of a store without chunks is recreated when `writable`.
-    static func checkObjects(store: String, metadata: SQLiteMetadataStore, writable: Bool) throws(CKStoreError) {
+    static func checkObjects(store: String, metadata: any MetadataStore, writable: Bool) throws(CKStoreError) {
         let objects = "\(store)/objects"
         try refuseStrangeObjects(store: store)
         guard try entry(objects) == .missing else { return }
         let chunks = try wrapping("cannot read the database of the store at \(store)") {
-            try metadata.db.statement("SELECT count(*) FROM chunks").firstRow { $0.int(0) } ?? 0
+            try metadata.chunkRowCount()
         }
         if chunks > 0 {
             throw CKStoreError(
@@ -158,9 +158,9 @@ enum StoreLayout {
     static func writeProblem(store: String) -> String? {
         if isOnReadOnlyFileSystem(store) { return "read-only file system" }
         if !canAccess(store, W_OK) { return "permission denied (the store folder is not writable by this user)" }
-        let database = "\(store)/\(Store.databaseName)"
+        let database = "\(store)/\(LocalStoreFactory.databaseName)"
         if FileSystem.exists(database), !canAccess(database, W_OK) {
-            return "permission denied (\(Store.databaseName) is read-only for this user)"
+            return "permission denied (\(LocalStoreFactory.databaseName) is read-only for this user)"
         }
         let objects = "\(store)/objects"
         if FileSystem.exists(objects), !canAccess(objects, W_OK) {

@@ -6,8 +6,8 @@ import Synchronization
     import Musl
 #endif
 
-/// How a command waits for the store lock (`<store>/lock`, flock(2)): shared for put, get and
-/// averaging, exclusive for rm, gc and `fsck --repair`.
+/// How a command waits for the store lock (`StoreLock`): shared for put, get and averaging,
+/// exclusive for rm, gc and `fsck --repair`.
 public struct LockWaitPolicy: Sendable {
     /// Give up after this many seconds (nil: wait as long as the holder runs; 0: do not wait).
     public var timeout: Double?
@@ -26,59 +26,103 @@ public struct LockWaitPolicy: Sendable {
 }
 
 /// A process holding the store lock, as far as it can be known for sure.
-struct LockHolder: Equatable, CustomStringConvertible {
+package struct LockHolder: Equatable, CustomStringConvertible {
     /// Its process id.
-    let pid: Int32
+    package let pid: Int32
     /// The ckstore command it runs ("put", "gc", …) or its executable's name.
-    let name: String
+    package let name: String
     /// True when it is this process (another `Store` of the same program).
-    let isSelf: Bool
-    var description: String { isSelf ? "this process (pid \(pid))" : "\(name) (pid \(pid))" }
+    package let isSelf: Bool
+
+    /// Creates a holder.
+    package init(pid: Int32, name: String, isSelf: Bool) {
+        self.pid = pid
+        self.name = name
+        self.isSelf = isSelf
+    }
+
+    package var description: String { isSelf ? "this process (pid \(pid))" : "\(name) (pid \(pid))" }
 }
 
-extension Store {
-    /// The policy new `Store` values start with (the CLI sets `onWait` to print on stderr).
-    public static let defaultLockWait = Mutex(LockWaitPolicy())
+/// Shared or exclusive.
+package enum StoreLockMode: Sendable, Equatable {
+    /// Put, get, averaging, fsck: many at once.
+    case shared
+    /// rm, gc, `fsck --repair`: alone.
+    case exclusive
+}
 
-    /// Takes the lock: polls with `LOCK_NB` (1 ms, doubling to 10 ms) until the wait is
-    /// reported (`reportAfter`), then blocks in flock(2) when there is no time limit, or keeps
-    /// polling until `timeout`.
-    func acquireLock(exclusive: Bool) throws(CKStoreError) {
-        let lockPath = "\(path)/lock"
-        let operation = exclusive ? LOCK_EX : LOCK_SH
-        let policy = lockWait
+/// The store lock: shared for put, get and averaging, exclusive for rm, gc and `fsck --repair`,
+/// so that gc never deletes a blob that a concurrent put has matched as a duplicate and not yet
+/// committed. Local stores use flock(2) on `<store>/lock` (`FlockStoreLock`); a store shared
+/// between hosts needs a lock every host sees (PostgreSQL advisory locks).
+///
+/// Contract, for every implementation:
+/// - Exclusion: while one holder has it exclusively, nobody else holds it in any mode; shared
+///   holders exclude only exclusive ones. Two instances (even in one process) are two holders.
+/// - One instance holds the lock at most once; `release` of a lock not held is a no-op.
+/// - A holder that dies (process killed, connection lost) releases it.
+/// - `tryAcquire` and `tryUpgradeToExclusive` never wait; `acquireBlocking` waits as long as
+///   the holders hold it. Failures of the mechanism itself (not contention) throw
+///   `CKStoreError(.environment, …)`.
+/// - An instance belongs to one thread at a time.
+package protocol StoreLock: AnyObject {
+    /// How messages name the lock ("the store lock at /data/s/lock").
+    var lockDescription: String { get }
+
+    /// Takes the lock in `mode` if nobody prevents it now; returns false when another holder
+    /// does (nothing taken).
+    func tryAcquire(_ mode: StoreLockMode) throws(CKStoreError) -> Bool
+
+    /// Takes the lock in `mode`, waiting as long as needed.
+    func acquireBlocking(_ mode: StoreLockMode) throws(CKStoreError)
+
+    /// Releases the lock (any mode). Never fails; a lock not held is left alone.
+    func release()
+
+    /// While holding the shared lock: takes it exclusively if no other holder has it (without
+    /// waiting); returns false otherwise, still holding it shared.
+    func tryUpgradeToExclusive() -> Bool
+
+    /// The holders that can be named for sure (for "held by put (pid 12)"), or [] when none
+    /// can be verified.
+    func holders() -> [LockHolder]
+}
+
+extension StoreLock {
+    /// "put (pid 12), get (pid 13)", or "another process" when no holder can be verified.
+    func describeHolders() -> String {
+        let holders = holders()
+        return holders.isEmpty ? "another process" : holders.map(\.description).joined(separator: ", ")
+    }
+
+    /// Takes the lock as `policy` says: polls (1 ms, doubling to 10 ms) until the wait is
+    /// reported (`reportAfter`, once, naming the holders), then blocks when there is no time
+    /// limit, or keeps polling until `timeout`.
+    /// - Throws: `.environment` when the wait gives up ("… held by …; gave up after N s"),
+    ///   with nothing taken.
+    func acquire(_ mode: StoreLockMode, policy: LockWaitPolicy) throws(CKStoreError) {
         let start = monotonicSeconds()
         var pause = 0.001
         var reported = false
         while true {
-            switch Sys.lock(lockFile.fd, operation | LOCK_NB, path: lockPath) {
-            case .success:
-                return
-            case .failure(let e) where e.errno == EWOULDBLOCK || e.errno == EAGAIN:
-                break
-            case .failure(let e):
-                throw CKStoreError(.environment, "cannot lock the store at \(path): \(e)", cause: e)
-            }
+            if try tryAcquire(mode) { return }
             let waited = monotonicSeconds() - start
             if let timeout = policy.timeout, waited >= timeout {
                 let seconds = timeout == timeout.rounded() && abs(timeout) < 1e15 ? "\(Int(timeout))" : "\(timeout)"
                 throw CKStoreError(
                     .environment,
-                    "the store lock at \(lockPath) is held by \(describeLockHolders()); gave up after \(seconds) s (--wait \(seconds)), "
+                    "\(lockDescription) is held by \(describeHolders()); gave up after \(seconds) s (--wait \(seconds)), "
                         + "nothing was changed")
             }
             if !reported && waited >= policy.reportAfter {
                 reported = true
-                policy.onWait?("waiting for the store lock held by \(describeLockHolders())…")
+                policy.onWait?("waiting for the store lock held by \(describeHolders())…")
             }
             if reported && policy.timeout == nil {
-                // Reported, and no limit: block in flock(2), woken the moment the lock is free.
-                do {
-                    _ = try Sys.lock(lockFile.fd, operation, path: lockPath).get()
-                    return
-                } catch {
-                    throw CKStoreError(.environment, "cannot lock the store at \(path): \(error)", cause: error)
-                }
+                // Reported, and no limit: block, woken the moment the lock is free.
+                try acquireBlocking(mode)
+                return
             }
             var remaining = pause
             if let timeout = policy.timeout { remaining = min(remaining, max(0.001, timeout - waited)) }
@@ -88,94 +132,11 @@ extension Store {
             pause = min(pause * 2, 0.01)
         }
     }
-
-    /// "put (pid 12), get (pid 13)", or "another process" when no holder can be verified.
-    func describeLockHolders() -> String {
-        let holders = lockHolders()
-        return holders.isEmpty ? "another process" : holders.map(\.description).joined(separator: ", ")
-    }
-
-    /// The processes holding the store lock, from `/proc/locks` (FLOCK entries on the lock
-    /// file's device and inode, not the blocked waiters). A pid is named only when
-    /// `/proc/PID/fd` shows that process has the lock file open now: `/proc/locks` records the
-    /// process that took the lock, which may have exited and left it to a child (its pid could
-    /// then belong to an unrelated process). Unverifiable holders are left out.
-    func lockHolders() -> [LockHolder] {
-        var st = stat()
-        guard fstat(lockFile.fd, &st) == 0 else { return [] }
-        let dev = UInt64(st.st_dev)
-        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
-        let minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
-        let wanted = (major, minor, UInt64(st.st_ino))
-        guard let text = readProcFile("/proc/locks") else { return [] }
-        var pids: [Int32] = []
-        for line in text.split(separator: "\n") {
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            // "1: FLOCK  ADVISORY  WRITE 26281 fe:00:16222354 0 EOF"; waiters have "->" after "1:".
-            guard f.count >= 6, f[1] == "FLOCK", let pid = Int32(f[4]) else { continue }
-            let id = f[5].split(separator: ":")
-            guard id.count == 3, let ma = UInt64(id[0], radix: 16), let mi = UInt64(id[1], radix: 16), let ino = UInt64(id[2]),
-                (ma, mi, ino) == wanted, !pids.contains(pid)
-            else { continue }
-            pids.append(pid)
-        }
-        let me = getpid()
-        return pids.compactMap { pid in
-            guard processHasOpen(pid: pid, device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) else { return nil }
-            return LockHolder(pid: pid, name: processName(pid), isSelf: pid == me)
-        }
-    }
 }
 
-/// True when `/proc/PID/fd` lists a descriptor of the file with this device and inode.
-private func processHasOpen(pid: Int32, device: UInt64, inode: UInt64) -> Bool {
-    guard case .success(let fds) = Sys.listDirectory("/proc/\(pid)/fd") else { return false }
-    for fd in fds {
-        var st = stat()
-        if stat("/proc/\(pid)/fd/\(fd)", &st) == 0, UInt64(st.st_dev) == device, UInt64(st.st_ino) == inode { return true }
-    }
-    return false
-}
-
-/// The ckstore command a process runs ("put"), else its executable's name (`/proc/PID/comm`).
-private func processName(_ pid: Int32) -> String {
-    let commands: Set<String> = ["init", "put", "get", "ls", "show", "stats", "metric", "watch", "plot", "rm", "gc", "fsck"]
-    if let raw = readProcFile("/proc/\(pid)/cmdline") {
-        let argv = raw.split(separator: "\0", omittingEmptySubsequences: false).map(String.init)
-        if let exe = argv.first, exe.split(separator: "/").last == "ckstore" {
-            var i = 1
-            while i < argv.count {
-                let a = argv[i]
-                if a == "--store" {
-                    i += 2
-                    continue
-                }
-                if !a.hasPrefix("-") { return commands.contains(a) ? a : "ckstore" }
-                i += 1
-            }
-            return "ckstore"
-        }
-    }
-    let comm = readProcFile("/proc/\(pid)/comm")?.split(separator: "\n").first.map(String.init) ?? ""
-    return comm.isEmpty ? "process" : comm.filter { !$0.isASCII || ($0.asciiValue! >= 32 && $0.asciiValue! < 127) }
-}
-
-/// The whole text of a small `/proc` file (their sizes read as 0, so read to the end).
-private func readProcFile(_ path: String) -> String? {
-    guard let file = try? FileHandle.openForReading(path) else { return nil }
-    var bytes: [UInt8] = []
-    let chunk = ByteBuffer(capacity: 65536)
-    while bytes.count < 1 << 22 {
-        let n: Int
-        do {
-            n = try file.readFully(into: chunk.prefix(65536))
-        } catch {
-            return nil
-        }
-        bytes += UnsafeRawBufferPointer(rebasing: chunk.storage[0..<n])
-        if n < 65536 { break }
-    }
-    return String(decoding: bytes, as: UTF8.self)
+extension Store {
+    /// The policy new `Store` values start with (the CLI sets `onWait` to print on stderr).
+    public static let defaultLockWait = Mutex(LockWaitPolicy())
 }
 
 /// Seconds on the monotonic clock.
