@@ -75,7 +75,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "ckstore",
-            dependencies: ["CKStore"]
+            dependencies: ["CKStore", "CKStoreS3"]
         ),
         .testTarget(
             name: "CKStoreTests",

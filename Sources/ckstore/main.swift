@@ -1,4 +1,5 @@
 import CKStore
+import CKStoreS3
 
 #if canImport(Glibc)
     import Glibc
@@ -176,6 +177,8 @@ func runMain(_ argv: [String]) -> Int32 {
 }
 
 signal(SIGPIPE, SIG_IGN)
+// Store locations beyond local paths: sqlite:///path?blobs=s3://bucket/prefix.
+StoreFactories.register(SQLiteS3StoreFactory())
 // Every command that waits more than a second for the store lock says so, naming the holder.
 Store.defaultLockWait.withLock { $0.onWait = { line in Console.err("ckstore: \(line)") } }
 exit(runMain(Array(CommandLine.arguments.dropFirst())))
