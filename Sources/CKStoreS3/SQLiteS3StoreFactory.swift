@@ -25,6 +25,9 @@ package struct SQLiteS3StoreFactory: StoreBackendFactory {
         location.lowercased().hasPrefix("sqlite://")
     }
 
+    /// Worker threads when the configuration says auto (0): requests in flight at once.
+    package static let autoWorkers = 8
+
     /// The store folder and the blob location of `sqlite://PATH?blobs=s3://bucket/prefix`.
     package static func parse(_ location: String) throws(CKStoreError) -> (folder: String, blobs: S3Location) {
         let rest = location.dropFirst("sqlite://".count)
@@ -61,6 +64,11 @@ package struct SQLiteS3StoreFactory: StoreBackendFactory {
         var backends = try LocalStoreFactory().open(folder)
         backends.location = location
         backends.blobs = try blobStore(blobs)
+        // Requests to S3 wait on the network more than on a core: "workers": 0 (auto) runs
+        // enough workers to keep several uploads and downloads in flight.
+        if backends.configuration.workers == 0 {
+            backends.configuration.workers = max(Self.autoWorkers, backends.configuration.effectiveWorkers)
+        }
         return backends
     }
 
