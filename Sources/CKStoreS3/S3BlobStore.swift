@@ -131,7 +131,9 @@ package final class S3BlobStore: BlobStore {
         let bytes = try fetch(id)
         if buffer.capacity < bytes.count { buffer = ByteBuffer(capacity: bytes.count) }
         bytes.withUnsafeBytes { source in
-            if let base = source.baseAddress, !source.isEmpty { buffer.storage.baseAddress!.copyMemory(from: base, byteCount: source.count) }
+            if let base = source.baseAddress, !source.isEmpty {
+                buffer.storage.baseAddress!.copyMemory(from: base, byteCount: source.count)
+            }
         }
         buffer.count = bytes.count
         return bytes.count

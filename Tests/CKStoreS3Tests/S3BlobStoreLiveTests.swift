@@ -179,7 +179,8 @@ struct S3BlobStoreLiveTests {
             try store.size(of: id)
         } throws: { error in
             guard case BlobStoreError.backend(let kind, let message) = error else { return false }
-            return kind == .readOnly && kind.code == .environment && !message.contains("wrong-secret-xyz") && message.contains("access denied")
+            return kind == .readOnly && kind.code == .environment && !message.contains("wrong-secret-xyz")
+                && message.contains("access denied")
         }
     }
 }
@@ -189,8 +190,12 @@ struct S3BlobStoreLiveTests {
         let hex = String(repeating: "ab", count: 32)
         #expect(S3ObjectsEntry(key: "p/objects/ab/\(hex)", size: 5, objectsPrefix: "p/objects/") == .blob(SHA256Digest(hex: hex)!, size: 5))
         #expect(S3ObjectsEntry(key: "p/objects/cd/\(hex)", size: 5, objectsPrefix: "p/objects/") == .foreign("cd/\(hex)", size: 5))
-        #expect(S3ObjectsEntry(key: "p/objects/ab/\(hex.uppercased())", size: 1, objectsPrefix: "p/objects/") == .foreign("ab/\(hex.uppercased())", size: 1))
-        #expect(S3ObjectsEntry(key: "p/objects/ab/\(hex).tmp-1-2-3", size: 1, objectsPrefix: "p/objects/") == .foreign("ab/\(hex).tmp-1-2-3", size: 1))
+        #expect(
+            S3ObjectsEntry(key: "p/objects/ab/\(hex.uppercased())", size: 1, objectsPrefix: "p/objects/")
+                == .foreign("ab/\(hex.uppercased())", size: 1))
+        #expect(
+            S3ObjectsEntry(key: "p/objects/ab/\(hex).tmp-1-2-3", size: 1, objectsPrefix: "p/objects/")
+                == .foreign("ab/\(hex).tmp-1-2-3", size: 1))
         #expect(S3ObjectsEntry(key: "p/objects/ab/x/\(hex)", size: 1, objectsPrefix: "p/objects/") == .foreign("ab/x/\(hex)", size: 1))
     }
 

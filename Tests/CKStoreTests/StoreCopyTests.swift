@@ -45,7 +45,10 @@ import Testing
             #expect(getBytes("r@2", store: destination) == readFile(files.b))
             let dst = try Store(path: destination)
             #expect(try dst.snapshots(run: "r").map(\.digest) == srcStore.snapshots(run: "r").map(\.digest))
-            #expect(try dst.metrics(run: "r").map { "\($0.step)/\($0.variant)/\($0.name)=\($0.value)" } == ["1/raw/loss=2.5", "2/lawa-k2-s1/acc=0.75"])
+            #expect(
+                try dst.metrics(run: "r").map { "\($0.step)/\($0.variant)/\($0.name)=\($0.value)" } == [
+                    "1/raw/loss=2.5", "2/lawa-k2-s1/acc=0.75",
+                ])
             #expect(throws: CKStoreError.self) { try dst.snapshots(run: "other") }
             #expect(runCLI(["fsck"], store: destination).status == 0)
             // Copying again transfers nothing.

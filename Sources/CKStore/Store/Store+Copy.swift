@@ -91,7 +91,9 @@ extension Store {
     }
 
     /// The snapshots to copy and the metrics of their runs, read in one view of this store.
-    private func copyPlan(run: String?) throws(CKStoreError) -> [(run: String, snapshots: [(SnapshotInfo, Manifest)], metrics: [MetricRecord])] {
+    private func copyPlan(run: String?) throws(CKStoreError) -> [(
+        run: String, snapshots: [(SnapshotInfo, Manifest)], metrics: [MetricRecord]
+    )] {
         try readView { () throws(CKStoreError) in
             let names: [String]
             if let run {
@@ -120,7 +122,9 @@ extension Store {
         var existing: [String: SHA256Digest] = [:]
         for entry in plan {
             for (info, _) in entry.snapshots {
-                let there = try wrapping("copy \(entry.run)@\(info.step)") { try destination.metadata.snapshot(run: entry.run, step: info.step) }
+                let there = try wrapping("copy \(entry.run)@\(info.step)") {
+                    try destination.metadata.snapshot(run: entry.run, step: info.step)
+                }
                 guard let there else { continue }
                 guard there.digest == info.digest else {
                     throw CKStoreError(
@@ -139,7 +143,8 @@ extension Store {
                     report.snapshotsUnchanged += 1
                     continue
                 }
-                try copySnapshot(manifest, label: label, run: entry.run, step: info.step, to: destination, workers: workers,
+                try copySnapshot(
+                    manifest, label: label, run: entry.run, step: info.step, to: destination, workers: workers,
                     known: &known, report: &report)
                 report.snapshotsCopied += 1
             }
@@ -216,7 +221,8 @@ extension Store {
             }
             let copied = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: tensors)
             guard copied.digest == manifest.digest else {
-                throw CKStoreError(.integrity, "copy \(label): the manifest's recorded digest sha256:\(manifest.digest.hex) does not match its rows")
+                throw CKStoreError(
+                    .integrity, "copy \(label): the manifest's recorded digest sha256:\(manifest.digest.hex) does not match its rows")
             }
             try wrapping("copy \(label)") {
                 try target.syncNamespace()
