@@ -1,4 +1,5 @@
-// The same core behaviours through the Swift API, plus the checks that keep the compiled-in
+// The same core behaviours through the Swift API, on every library backend (SQLite + local
+// files, and the in-memory implementations of the protocols), plus the checks that keep the compiled-in
 // defaults (configuration, schema) in step with the files in the repository.
 
 import Foundation
@@ -9,14 +10,6 @@ import Testing
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// Creates a store in `dir` with chunk_size 4096 and opens it.
-private func openStore(_ dir: TemporaryDirectory, name: String = "store") throws -> Store {
-    let path = dir.file(name)
-    try Store.initialize(at: path)
-    setChunkSize(store: path, 4096)
-    return try Store(path: path)
-}
 
 /// Writes a fixture file and returns its path.
 private func fixture(_ dir: TemporaryDirectory, _ name: String, _ bytes: [UInt8]) -> String {
@@ -76,9 +69,10 @@ struct StoreLibraryTests {
         }
     }
 
-    @Test func putResolveRestoreRoundTripsByteExact() throws {
+    @Test(arguments: LibraryBackend.all)
+    func putResolveRestoreRoundTripsByteExact(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-roundtrip") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let bytes = makeSafetensors(tensors: tensors(seed: 1), metadata: ["lib": "yes"], order: .reversed, headerPadding: 3)
             let report = try store.put(from: .file(fixture(dir, "in.safetensors", bytes)), run: "lib", step: 10)
             #expect(report.outcome == .created)
@@ -99,9 +93,10 @@ struct StoreLibraryTests {
         }
     }
 
-    @Test func putCutsTensorsIntoChunksNamedBySHA256AtTheConfiguredSize() throws {
+    @Test(arguments: LibraryBackend.all)
+    func putCutsTensorsIntoChunksNamedBySHA256AtTheConfiguredSize(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-chunks") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             #expect(store.configuration.chunkSize == 4096)
             let specs = tensors(seed: 2)
             let report = try store.put(from: .file(fixture(dir, "in.safetensors", makeSafetensors(tensors: specs))), run: "r", step: 0)
@@ -117,13 +112,14 @@ struct StoreLibraryTests {
         }
     }
 
-    @Test func sameFileAtTwoStepsWritesNoNewChunks() throws {
+    @Test(arguments: LibraryBackend.all)
+    func sameFileAtTwoStepsWritesNoNewChunks(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-dedup") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let path = fixture(dir, "in.safetensors", makeSafetensors(tensors: tensors(seed: 3)))
             let first = try store.put(from: .file(path), run: "r", step: 1)
             let statsBefore = try store.statistics()
-            let blobsBefore = objectFiles(store.path)
+            let blobsBefore = storedBlobs(store)
             let second = try store.put(from: .file(path), run: "r", step: 2)
             #expect(second.digest == first.digest)
             #expect(second.outcome == .created)
@@ -132,13 +128,14 @@ struct StoreLibraryTests {
             #expect(statsAfter.storedBytes == statsBefore.storedBytes)
             #expect(statsAfter.blobCount == statsBefore.blobCount)
             #expect(statsAfter.snapshots == 2 && statsAfter.logicalBytes == 2 * statsBefore.logicalBytes)
-            #expect(objectFiles(store.path) == blobsBefore)
+            #expect(storedBlobs(store) == blobsBefore)
         }
     }
 
-    @Test func identicalReputIsUnchangedAndForceReplacesDifferentContent() throws {
+    @Test(arguments: LibraryBackend.all)
+    func identicalReputIsUnchangedAndForceReplacesDifferentContent(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-force") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let a = fixture(dir, "a.safetensors", makeSafetensors(tensors: tensors(seed: 4)))
             let bBytes = makeSafetensors(tensors: tensors(seed: 5))
             let b = fixture(dir, "b.safetensors", bBytes)
@@ -153,19 +150,20 @@ struct StoreLibraryTests {
         }
     }
 
-    @Test func differentContentAtAnExistingStepThrowsConflictAndChangesNothing() throws {
+    @Test(arguments: LibraryBackend.all)
+    func differentContentAtAnExistingStepThrowsConflictAndChangesNothing(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-conflict") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let a = fixture(dir, "a.safetensors", makeSafetensors(tensors: tensors(seed: 6)))
             let b = fixture(dir, "b.safetensors", makeSafetensors(tensors: tensors(seed: 7)))
             let first = try store.put(from: .file(a), run: "r", step: 3)
             let stats = try store.statistics()
-            let blobs = objectFiles(store.path)
+            let blobs = storedBlobs(store)
             let error = #expect(throws: CKStoreError.self) { _ = try store.put(from: .file(b), run: "r", step: 3) }
             #expect(error?.code == .conflict)
             #expect(error?.message.contains("r@3") == true, "\(error?.message ?? "")")
             #expect(try store.statistics() == stats)
-            #expect(objectFiles(store.path) == blobs)
+            #expect(storedBlobs(store) == blobs)
             #expect(try store.resolve(.step(run: "r", step: 3)).digest == first.digest)
         }
     }
@@ -184,13 +182,13 @@ struct StoreLibraryTests {
         ]
     }()
 
-    @Test(arguments: malformedCases)
-    func failedMalformedPutLeavesStatisticsAndOrphanBytesUnchanged(_ bad: LibraryMalformedCase) throws {
+    @Test(arguments: LibraryBackend.all, malformedCases)
+    func failedMalformedPutLeavesStatisticsAndOrphanBytesUnchanged(_ backend: LibraryBackend, _ bad: LibraryMalformedCase) throws {
         try withTemporaryDirectory("lib-malformed") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             _ = try store.put(from: .file(fixture(dir, "good.safetensors", makeSafetensors(tensors: tensors(seed: 8)))), run: "r", step: 1)
             let before = try store.statistics()
-            let blobs = objectFiles(store.path)
+            let blobs = storedBlobs(store)
             let error = #expect(throws: CKStoreError.self) {
                 _ = try store.put(from: .file(fixture(dir, "bad.safetensors", bad.bytes)), run: "r", step: 2)
             }
@@ -199,7 +197,7 @@ struct StoreLibraryTests {
             let after = try store.statistics()
             #expect(after == before)
             #expect(after.orphanBytes == 0 && after.orphanBlobs == 0)
-            #expect(objectFiles(store.path) == blobs)
+            #expect(storedBlobs(store) == blobs)
             #expect(try store.snapshots(run: "r").map(\.step) == [1])
         }
     }
@@ -216,13 +214,13 @@ struct StoreLibraryTests {
 
     /// The input is a FIFO, so its size is unknown up front (as with standard input) and the
     /// error is found only after chunks were hashed and written.
-    @Test(arguments: streamingCases)
-    func failedStreamingPutLeavesStatisticsAndOrphanBytesUnchanged(_ bad: LibraryMalformedCase) throws {
+    @Test(arguments: LibraryBackend.all, streamingCases)
+    func failedStreamingPutLeavesStatisticsAndOrphanBytesUnchanged(_ backend: LibraryBackend, _ bad: LibraryMalformedCase) throws {
         try withTemporaryDirectory("lib-stream") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             _ = try store.put(from: .file(fixture(dir, "good.safetensors", makeSafetensors(tensors: tensors(seed: 15)))), run: "r", step: 1)
             let before = try store.statistics()
-            let blobs = objectFiles(store.path)
+            let blobs = storedBlobs(store)
             let error = withFIFO(in: dir, bad.bytes) { fifo in
                 #expect(throws: CKStoreError.self) { _ = try store.put(from: .file(fifo), run: "r", step: 2) }
             }
@@ -232,13 +230,14 @@ struct StoreLibraryTests {
                 after.orphanBytes == 0 && after.orphanBlobs == 0,
                 "orphans after a failed put: \(after.orphanBlobs) blobs, \(after.orphanBytes) bytes")
             #expect(after == before)
-            #expect(objectFiles(store.path) == blobs)
+            #expect(storedBlobs(store) == blobs)
         }
     }
 
-    @Test func invalidRunNamesAndNegativeStepsAreBadInput() throws {
+    @Test(arguments: LibraryBackend.all)
+    func invalidRunNamesAndNegativeStepsAreBadInput(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-args") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let path = fixture(dir, "in.safetensors", makeSafetensors(tensors: tensors(seed: 9)))
             for run in ["a@b", "a,b", "a b", "", "-run", "tab\there", String(repeating: "x", count: 201)] {
                 let error = #expect(throws: CKStoreError.self, "run \(run.debugDescription)") {
@@ -252,9 +251,10 @@ struct StoreLibraryTests {
         }
     }
 
-    @Test func unknownRefsThrowNotFound() throws {
+    @Test(arguments: LibraryBackend.all)
+    func unknownRefsThrowNotFound(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-notfound") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let report = try store.put(
                 from: .file(fixture(dir, "in.safetensors", makeSafetensors(tensors: tensors(seed: 10)))), run: "r", step: 1)
             let other = report.digest.hex.first == "0" ? "1" : "0"
@@ -271,16 +271,14 @@ struct StoreLibraryTests {
         }
     }
 
-    @Test func damagedBlobMakesRestoreThrowIntegrityNamingSnapshotAndTensor() throws {
+    @Test(arguments: LibraryBackend.all)
+    func damagedBlobMakesRestoreThrowIntegrityNamingSnapshotAndTensor(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-damage") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let specs = tensors(seed: 11)
             _ = try store.put(from: .file(fixture(dir, "in.safetensors", makeSafetensors(tensors: specs))), run: "r", step: 4)
-            let victim = blobPath(store: store.path, chunk: chunks(of: specs[1].bytes, dtype: "F32", chunkSize: 4096)[0])
-            chmod(victim, 0o644)
-            var bytes = Array(readFile(victim))
-            bytes[bytes.count - 1] ^= 0x80
-            writeFile(victim, bytes)
+            let victim = SHA256Digest(hex: sha256Hex(chunks(of: specs[1].bytes, dtype: "F32", chunkSize: 4096)[0]))!
+            backend.damageBlob(store, victim)
             let out = dir.file("out.safetensors")
             let error = #expect(throws: CKStoreError.self) {
                 _ = try store.restore(try store.resolve(.step(run: "r", step: 4)), to: .file(out))
@@ -292,9 +290,10 @@ struct StoreLibraryTests {
         }
     }
 
-    @Test func putRecordsItsMetricsForTheStep() throws {
+    @Test(arguments: LibraryBackend.all)
+    func putRecordsItsMetricsForTheStep(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-metrics") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let path = fixture(dir, "in.safetensors", makeSafetensors(tensors: tensors(seed: 12)))
             _ = try store.put(from: .file(path), run: "r", step: 8, metrics: [("loss", 1.25), ("acc", 0.5)])
             let metrics = try store.metrics(run: "r")
@@ -302,9 +301,10 @@ struct StoreLibraryTests {
         }
     }
 
-    @Test func statisticsSumSnapshotsAndDistinctChunks() throws {
+    @Test(arguments: LibraryBackend.all)
+    func statisticsSumSnapshotsAndDistinctChunks(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("lib-stats") { dir throws in
-            let store = try openStore(dir)
+            let store = try backend.makeStore(dir, "store")
             let a = tensors(seed: 13)
             var rng = SplitMix64(seed: 14)
             let b = [a[0], TensorSpec("proj", "F32", [2000], rng: &rng), a[2]]
@@ -319,7 +319,7 @@ struct StoreLibraryTests {
             #expect(s.logicalBytes == fa.count + fb.count)
             #expect(s.uniqueRawBytes == distinct.values.reduce(0, +))
             #expect(s.blobCount == distinct.count)
-            #expect(s.storedBytes == objectFiles(store.path).values.reduce(0, +))
+            #expect(s.storedBytes == storedBlobs(store).values.reduce(0, +))
             #expect(s.orphanBytes == 0 && s.orphanBlobs == 0)
         }
     }

@@ -40,3 +40,17 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
         return text
     }
 }
+
+extension SQLiteError: ClassifiedBackendError {
+    /// Busy and locked are transient; corruption is an integrity failure; read-only, permission
+    /// and cannot-open are refusals to write; everything else (I/O, disk full, constraint
+    /// violations of a damaged database) is an environment failure.
+    package var failureKind: BackendFailureKind {
+        if isBusy { return .busy }
+        if isCorruption { return .integrity }
+        if primaryCode == SQLITE_READONLY || primaryCode == SQLITE_PERM { return .readOnly }
+        return .environment
+    }
+
+    package var failureMessage: String { isCorruption ? "database is corrupt: \(message)" : message }
+}
