@@ -75,21 +75,21 @@ let package = Package(
         ),
         .executableTarget(
             name: "ckstore",
-            dependencies: ["CKStore", "CKStoreS3"]
+            dependencies: ["CKStore", "CKStorePostgres", "CKStoreS3"]
         ),
         .testTarget(
             name: "CKStoreTests",
-            dependencies: ["CKStore"]
+            dependencies: ["CKStore", "CKStorePostgres"]
         ),
-        // PostgreSQL metadata backend (issue 10): for now a libpq wrapper and the schema migrations,
-        // independent of CKStore; the metadata store built on it will also depend on the core.
+        // PostgreSQL metadata backend (issue 10): the libpq wrapper, the schema migrations, and
+        // PostgresMetadataStore / PostgresStoreLock, which implement the core's protocols.
         .target(
             name: "CKStorePostgres",
-            dependencies: ["CPostgres"]
+            dependencies: ["CPostgres", "CKStore"]
         ),
         .testTarget(
             name: "CKStorePostgresTests",
-            dependencies: ["CKStorePostgres"]
+            dependencies: ["CKStorePostgres", "CKStore"]
         ),
         .testTarget(
             name: "CKStoreS3Tests",

@@ -84,3 +84,28 @@ package struct SQLiteS3StoreFactory: StoreBackendFactory {
         return try LocalStoreFactory().initialize(folder)
     }
 }
+
+extension S3BlobStore {
+    /// The blob store of `s3://bucket/prefix` with the S3 settings of `environment` (endpoint,
+    /// region, credentials: see `S3Config.fromEnvironment`), creating the bucket when it does not
+    /// exist (one HEAD request when it does). What `postgres://…?blobs=s3://…` locations use.
+    package static func opening(
+        _ location: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(CKStoreError) -> S3BlobStore {
+        let parsed: S3Location
+        let config: S3Config
+        do {
+            parsed = try S3Location(parsing: location)
+            config = try S3Config.fromEnvironment(environment)
+        } catch {
+            throw CKStoreError(.usage, "blobs=\(location): \(error)", cause: error)
+        }
+        let store = S3BlobStore(location: parsed, config: config)
+        do {
+            try store.createBucketIfMissing()
+        } catch {
+            throw CKStoreError(error.failureKind.code, "blobs=\(location): \(error)", cause: error)
+        }
+        return store
+    }
+}

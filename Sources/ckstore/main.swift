@@ -1,4 +1,5 @@
 import CKStore
+import CKStorePostgres
 import CKStoreS3
 
 #if canImport(Glibc)
@@ -113,6 +114,9 @@ func expandHome(_ path: String) -> String {
 /// Parses global options and runs the command; returns the exit status.
 @MainActor
 func runMain(_ argv: [String]) -> Int32 {
+    // postgres://…?blobs=… locations (issue 10).
+    StoreFactories.register(PostgresStoreFactory())
+    PostgresStoreFactory.makeS3BlobStore = { location, _ throws(CKStoreError) in try S3BlobStore.opening(location) }
     let parsed: ParsedCommandLine
     do {
         parsed = try parseGlobalOptions(argv)

@@ -25,7 +25,7 @@ package final class LocalBlobStore: BlobStore {
     let syncMode: SyncMode
 
     /// How a batch of new blobs is made durable before the metadata commit.
-    enum SyncMode: String, Sendable {
+    package enum SyncMode: String, Sendable {
         /// fsync each blob right after writing it, in the worker that wrote it.
         case eachBlob
         /// Start writeback right after writing (`sync_file_range`), fsync every blob of the batch
@@ -43,7 +43,7 @@ package final class LocalBlobStore: BlobStore {
 
     /// Opens the blob folder at `root` (created by the store at `init`); damaged blobs are
     /// moved to `quarantine` (default: a `quarantine` folder beside `root`).
-    init(root: String, durable: Bool = true, syncMode: SyncMode = .batch, quarantine: String? = nil) {
+    package init(root: String, durable: Bool = true, syncMode: SyncMode = .batch, quarantine: String? = nil) {
         self.root = root
         self.durable = durable
         self.syncMode = syncMode

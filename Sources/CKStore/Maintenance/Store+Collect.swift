@@ -153,6 +153,7 @@ extension Store {
             report.removedBlobs = doomed.count + temporary.count
             report.freedBytes = doomed.reduce(0) { $0 + $1.size } + temporary.reduce(0) { $0 + $1.size }
             if !dryRun {
+                try lock.verifyHeld()  // a lost lock (its connection broke) deletes nothing more
                 try wrapping("remove unreferenced blobs") {
                     for blob in doomed { try blobs.remove(blob.id) }
                     for t in temporary { try blobs.removeTemporary(t) }

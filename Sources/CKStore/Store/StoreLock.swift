@@ -33,15 +33,21 @@ package struct LockHolder: Equatable, CustomStringConvertible {
     package let name: String
     /// True when it is this process (another `Store` of the same program).
     package let isSelf: Bool
+    /// The host it runs on, for locks shared between hosts (nil: this host).
+    package var host: String? = nil
 
     /// Creates a holder.
-    package init(pid: Int32, name: String, isSelf: Bool) {
+    package init(pid: Int32, name: String, isSelf: Bool, host: String? = nil) {
         self.pid = pid
         self.name = name
         self.isSelf = isSelf
+        self.host = host
     }
 
-    package var description: String { isSelf ? "this process (pid \(pid))" : "\(name) (pid \(pid))" }
+    package var description: String {
+        let place = host.map { " on host \($0)" } ?? ""
+        return isSelf ? "this process (pid \(pid)\(place))" : "\(name) (pid \(pid)\(place))"
+    }
 }
 
 /// Shared or exclusive.
@@ -87,9 +93,17 @@ package protocol StoreLock: AnyObject {
     /// The holders that can be named for sure (for "held by put (pid 12)"), or [] when none
     /// can be verified.
     func holders() -> [LockHolder]
+
+    /// Throws `.environment` unless this instance still holds the lock: a lock held through a
+    /// network connection (PostgreSQL) is lost when the connection breaks. gc and rm call it
+    /// just before deleting blobs. A local lock cannot be lost (the default does nothing).
+    func verifyHeld() throws(CKStoreError)
 }
 
 extension StoreLock {
+    /// A lock that cannot be lost while its holder runs.
+    package func verifyHeld() throws(CKStoreError) {}
+
     /// "put (pid 12), get (pid 13)", or "another process" when no holder can be verified.
     func describeHolders() -> String {
         let holders = holders()

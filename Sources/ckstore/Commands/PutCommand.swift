@@ -77,7 +77,7 @@ enum PutCommand {
     /// check those make on an existing or half-present store applies to put as well.
     private static func openForPut(_ globals: GlobalOptions) throws(CKStoreError) -> Store {
         let path = globals.storePath
-        let existed = access("\(path)/ckstore.db", F_OK) == 0
+        let existed = (try? StoreFactories.factory(for: path).exists(path)) ?? false
         if existed || !globals.storeIsExplicit {
             do {
                 return try Store(path: path)

@@ -60,7 +60,7 @@ struct LibraryBackend: Sendable, CustomTestStringConvertible {
         })
 
     /// Every backend the library suites run on.
-    static let all: [LibraryBackend] = [.sqliteLocal, .inMemory]
+    static let all: [LibraryBackend] = [.sqliteLocal, .inMemory] + (postgresLocal.map { [$0] } ?? [])
 }
 
 /// The store's blobs and their sizes, by hex name, seen through the `BlobStore` protocol.

@@ -1,0 +1,104 @@
+import CKStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Opens and creates stores at `postgres://user@host:port/db?blobs=…` locations: metadata in
+/// PostgreSQL (`PostgresMetadataStore`), the store lock as advisory locks (`PostgresStoreLock`,
+/// sharing a `GCFence` with the metadata), and the blobs where `blobs=` says. The CLI registers
+/// it with `StoreFactories.register` at start-up.
+///
+/// Blob locations: `file:///absolute/path` (a local blob folder, laid out like a local store's
+/// `objects/`, quarantine beside it) and, through `makeS3BlobStore`, `s3://bucket/prefix`.
+/// The configuration lives in the database (`store_state.config`, written by `init` with the
+/// defaults).
+package struct PostgresStoreFactory: StoreBackendFactory {
+    /// Makes the blob store of an `s3://` location (set by the CLI when the S3 backend is built
+    /// in); nil: `s3://` locations are refused.
+    package nonisolated(unsafe) static var makeS3BlobStore: ((String, StoreConfiguration) throws(CKStoreError) -> any BlobStore)?
+
+    /// Creates the factory.
+    package init() {}
+
+    package func handles(_ location: String) -> Bool { PostgresLocation.isPostgres(location) }
+
+    package func exists(_ location: String) throws(CKStoreError) -> Bool {
+        do {
+            _ = try PostgresMetadataStore(location: try PostgresLocation(location), create: false)
+            return true
+        } catch  where error.code == .notFound {
+            return false
+        }
+    }
+
+    package func initialize(_ location: String) throws(CKStoreError) -> Bool {
+        let parsed = try PostgresLocation(location)
+        let created = !(try exists(location))
+        let metadata = try PostgresMetadataStore(location: parsed, create: true)
+        try pgWrapping("cannot create the store at \(parsed.redacted)") {
+            try metadata.recordConfigurationIfAbsent(Store.defaultConfigurationText)
+        }
+        if let path = parsed.localBlobsPath {
+            if let problem = makeDirectories(path) {
+                throw CKStoreError(.environment, "cannot create the blob folder \(path): \(problem)")
+            }
+        }
+        _ = try blobStore(parsed, configuration: try configuration(metadata, parsed))
+        return created
+    }
+
+    package func open(_ location: String) throws(CKStoreError) -> StoreBackends {
+        let parsed = try PostgresLocation(location)
+        let fence = GCFence()
+        let metadata = try PostgresMetadataStore(location: parsed, create: false, fence: fence)
+        let configuration = try configuration(metadata, parsed)
+        let blobs = try blobStore(parsed, configuration: configuration)
+        let lock = try PostgresStoreLock(location: parsed, schema: metadata.schema, fence: fence)
+        return StoreBackends(
+            location: parsed.redacted, configuration: configuration, metadata: metadata, blobs: blobs, lock: lock, isReadOnly: false)
+    }
+
+    /// The configuration recorded in the database, or the defaults.
+    private func configuration(_ metadata: PostgresMetadataStore, _ location: PostgresLocation) throws(CKStoreError) -> StoreConfiguration {
+        let text = try pgWrapping("read the configuration of \(location.redacted)") { try metadata.configurationText() }
+        return try StoreConfiguration.parse(
+            Array((text ?? Store.defaultConfigurationText).utf8), source: "\(location.redacted) (store_state.config)")
+    }
+
+    /// The blob store `blobs=` names.
+    private func blobStore(_ location: PostgresLocation, configuration: StoreConfiguration) throws(CKStoreError) -> any BlobStore {
+        if let path = location.localBlobsPath {
+            guard access(path, F_OK) == 0 else {
+                throw CKStoreError(
+                    .notFound, "the blob folder \(path) of \(location.redacted) does not exist (run 'ckstore init' with this location)")
+            }
+            let mode: LocalBlobStore.SyncMode =
+                switch configuration.syncMode {
+                case "each": .eachBlob
+                case "syncfs": .fileSystem
+                default: .batch
+                }
+            let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+            return LocalBlobStore(root: trimmed, syncMode: mode, quarantine: trimmed + ".quarantine")
+        }
+        if location.blobs.hasPrefix("s3://") {
+            guard let make = Self.makeS3BlobStore else {
+                throw CKStoreError(
+                    .usage, "blobs=s3://… needs the S3 blob store, which this build does not include; use blobs=file:///path")
+            }
+            return try make(location.blobs, configuration)
+        }
+        throw CKStoreError(.usage, "unsupported blobs= location '\(location.blobs)': give s3://bucket/prefix or file:///absolute/path")
+    }
+}
+
+/// `mkdir -p`: nil on success, else the reason.
+private func makeDirectories(_ path: String) -> String? {
+    var prefix = ""
+    for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+        prefix += "/" + part
+        if mkdir(prefix, 0o755) != 0 && errno != EEXIST { return String(cString: strerror(errno)) }
+    }
+    return nil
+}
