@@ -27,9 +27,22 @@ pytestmark = pytest.mark.skipif(
 BUCKET = f"ckstore-pytest-{uuid.uuid4().hex[:10]}"
 
 
-def s3_location(tmp_path: Path, name: str) -> str:
-    """A fresh SQLite+S3 store location under a unique prefix."""
-    return f"sqlite://{tmp_path / name}?blobs=s3://{BUCKET}/{name}-{uuid.uuid4().hex[:8]}"
+PG_URL = os.environ.get("CKSTORE_TEST_PG_URL", "")
+KINDS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.skipif(not PG_URL, reason="PostgreSQL+S3 needs CKSTORE_TEST_PG_URL (Tools/services/postgres.sh)")),
+]
+
+
+def s3_location(tmp_path: Path, name: str, kind: str = "sqlite") -> str:
+    """A fresh store location with blobs under a unique S3 prefix: SQLite metadata in a local
+    folder, or PostgreSQL metadata in a fresh schema."""
+    tag = uuid.uuid4().hex[:8]
+    blobs = f"s3://{BUCKET}/{name}-{tag}"
+    if kind == "postgres":
+        url = PG_URL.replace("postgresql://", "postgres://", 1)
+        return f"{url}?blobs={blobs}&schema=s3test_{tag}"
+    return f"sqlite://{tmp_path / name}?blobs={blobs}"
 
 
 def safetensors(path: Path, tensors: dict[str, bytes]) -> bytes:
@@ -62,7 +75,8 @@ def get_bytes(ckstore_bin: str, store: str, ref: str) -> bytes:
     return run(ckstore_bin, "--store", store, "get", ref, "-o", "-").stdout
 
 
-def test_copy_local_to_s3_and_back(ckstore_bin: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_copy_local_to_s3_and_back(ckstore_bin: str, tmp_path: Path, kind: str) -> None:
     local = str(tmp_path / "local")
     shared = floats(300_000, 1)
     a = safetensors(tmp_path / "a.st", {"w": shared, "b": floats(5000, 2)})
@@ -70,12 +84,13 @@ def test_copy_local_to_s3_and_back(ckstore_bin: str, tmp_path: Path) -> None:
     run(ckstore_bin, "--store", local, "put", "--run", "r", "--step", "1", "--metric", "loss=1.25", str(tmp_path / "a.st"))
     run(ckstore_bin, "--store", local, "put", "--run", "r", "--step", "2", str(tmp_path / "b.st"))
 
-    remote = s3_location(tmp_path, "remote")
+    remote = s3_location(tmp_path, "remote", kind)
     first = json.loads(run(ckstore_bin, "copy", "--from", local, "--to", remote, "--json").stdout)
     assert first["snapshots_copied"] == 2 and first["blobs_copied"] >= 3 and first["metrics_copied"] == 1
     assert get_bytes(ckstore_bin, remote, "r@1") == a
     assert get_bytes(ckstore_bin, remote, "r@2") == b
-    assert not any((tmp_path / "remote" / "objects").iterdir()), "blobs must go to S3, not the local folder"
+    if kind == "sqlite":
+        assert not any((tmp_path / "remote" / "objects").iterdir()), "blobs must go to S3, not the local folder"
     run(ckstore_bin, "--store", remote, "fsck")
     again = json.loads(run(ckstore_bin, "copy", "--from", local, "--to", remote, "--json").stdout)
     assert again["snapshots_unchanged"] == 2 and again["blobs_copied"] == 0
@@ -90,8 +105,9 @@ def test_copy_local_to_s3_and_back(ckstore_bin: str, tmp_path: Path) -> None:
     run(ckstore_bin, "--store", pulled, "fsck")
 
 
-def test_sigkill_put_mid_upload_leaves_acknowledged_snapshots_intact(ckstore_bin: str, tmp_path: Path) -> None:
-    store = s3_location(tmp_path, "kill")
+@pytest.mark.parametrize("kind", KINDS)
+def test_sigkill_put_mid_upload_leaves_acknowledged_snapshots_intact(ckstore_bin: str, tmp_path: Path, kind: str) -> None:
+    store = s3_location(tmp_path, "kill", kind)
     acknowledged: dict[str, bytes] = {}
     first = safetensors(tmp_path / "first.st", {"w": floats(400_000, 10)})
     run(ckstore_bin, "--store", store, "put", "--run", "r", "--step", "0", str(tmp_path / "first.st"))
@@ -100,12 +116,13 @@ def test_sigkill_put_mid_upload_leaves_acknowledged_snapshots_intact(ckstore_bin
     killed = 0
     iterations = int(os.environ.get("CKSTORE_S3_KILL_ITERATIONS", "8"))
     for i in range(1, iterations + 1):
-        # About 24 MB of incompressible floats: 6 chunks of 4 MiB, several uploads in flight.
-        payload = safetensors(tmp_path / f"big{i}.st", {"w": floats(6_000_000, 100 + i)})
+        # About 40 MB of incompressible floats: 10 chunks of 4 MiB, several uploads in flight
+        # (a debug build takes about 2 s for the whole put; the kill lands somewhere inside).
+        payload = safetensors(tmp_path / f"big{i}.st", {"w": floats(10_000_000, 100 + i)})
         proc = subprocess.Popen(
             [ckstore_bin, "--store", store, "put", "--run", "r", "--step", str(i), str(tmp_path / f"big{i}.st")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.05, 0.6))
+        time.sleep(rng.uniform(0.3, 1.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if proc.returncode == 0:
