@@ -79,7 +79,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CKStoreTests",
-            dependencies: ["CKStore", "CKStorePostgres"]
+            dependencies: ["CKStore", "CKStorePostgres", "CKStoreS3"]
         ),
         // PostgreSQL metadata backend (issue 10): the libpq wrapper, the schema migrations, and
         // PostgresMetadataStore / PostgresStoreLock, which implement the core's protocols.

@@ -1,6 +1,6 @@
 // Averaging queries through the Swift API: planning (which inputs, errors), the lazy
 // checkpoint, the derived-snapshot cache, and averaging across inputs cut into chunks of
-// different sizes. Bit-exactness against the independent reference is in
+// different sizes, on every library backend. Bit-exactness against the independent reference is in
 // Tests/python/test_averaging.py.
 
 import Foundation
@@ -22,11 +22,17 @@ private func f32Values(_ bytes: [UInt8]) -> [Float] {
 
 /// A store holding run "r" with one snapshot every 10 steps from 0 to `last`: tensor "w" (F32,
 /// 3000 values = step + index/1000) and "n" (I64 counter).
-private func makeRun(_ dir: TemporaryDirectory, last: Int = 50, chunkSize: Int = 4096) throws -> Store {
-    let path = dir.file("store")
-    try Store.initialize(at: path)
-    setChunkSize(store: path, chunkSize)
-    let store = try Store(path: path)
+private func makeRun(_ dir: TemporaryDirectory, backend: LibraryBackend? = nil, last: Int = 50, chunkSize: Int = 4096) throws -> Store {
+    let store: Store
+    if let backend {
+        precondition(chunkSize == 4096, "library backends make stores with chunk_size 4096")
+        store = try backend.makeStore(dir, "store")
+    } else {
+        let path = dir.file("store")
+        try Store.initialize(at: path)
+        setChunkSize(store: path, chunkSize)
+        store = try Store(path: path)
+    }
     for step in stride(from: 0, through: last, by: 10) {
         try putStep(store, dir, step: step)
     }
@@ -46,9 +52,10 @@ private func putStep(_ store: Store, _ dir: TemporaryDirectory, step: Int, run: 
 }
 
 @Suite("Queries") struct QueryTests {
-    @Test func lawaPlanPicksTheWindowOldestFirst() throws {
+    @Test(arguments: LibraryBackend.all)
+    func lawaPlanPicksTheWindowOldestFirst(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try makeRun(dir)
+            let store = try makeRun(dir, backend: backend)
             let plan = try store.plan(.lawa(k: 3, stride: 20, at: 50), run: nil)
             #expect(plan.inputs.map(\.step) == [10, 30, 50])
             #expect(plan.recipe == "lawa run=r k=3 stride=20 at=50")
@@ -56,9 +63,10 @@ private func putStep(_ store: Store, _ dir: TemporaryDirectory, step: Int, run: 
         }
     }
 
-    @Test func lawaWithAMissingStepListsItAndTheNearestStoredStep() throws {
+    @Test(arguments: LibraryBackend.all)
+    func lawaWithAMissingStepListsItAndTheNearestStoredStep(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try makeRun(dir)
+            let store = try makeRun(dir, backend: backend)
             #expect {
                 _ = try store.plan(.lawa(k: 2, stride: 25, at: 50), run: "r")
             } throws: { error in
@@ -68,18 +76,20 @@ private func putStep(_ store: Store, _ dir: TemporaryDirectory, step: Int, run: 
         }
     }
 
-    @Test func swaSelectsStoredStepsFromStartOnTheStrideGrid() throws {
+    @Test(arguments: LibraryBackend.all)
+    func swaSelectsStoredStepsFromStartOnTheStrideGrid(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try makeRun(dir)
+            let store = try makeRun(dir, backend: backend)
             #expect(try store.plan(.swa(start: 20, stride: nil, at: 45), run: "r").inputs.map(\.step) == [20, 30, 40])
             #expect(try store.plan(.swa(start: nil, stride: 20, at: 50), run: "r").inputs.map(\.step) == [10, 30, 50])
             #expect(throws: CKStoreError.self) { try store.plan(.swa(start: 41, stride: nil, at: 45), run: "r") }
         }
     }
 
-    @Test func meanNormalizesTheWeights() throws {
+    @Test(arguments: LibraryBackend.all)
+    func meanNormalizesTheWeights(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try makeRun(dir)
+            let store = try makeRun(dir, backend: backend)
             let query = try AverageQuery.parseMean("r@10,r@20", weights: "1,3")
             let plan = try store.plan(query, run: nil)
             #expect(plan.combination == .weighted([0.25, 0.75]))
@@ -104,9 +114,10 @@ private func putStep(_ store: Store, _ dir: TemporaryDirectory, step: Int, run: 
         #expect((try? AverageQuery.parseEMA("decay=0.9,stride=10", at: 10)) == .ema(decay: 0.9, start: nil, stride: 10, at: 10))
     }
 
-    @Test func theRunMayBeOmittedOnlyWhenTheStoreHoldsOne() throws {
+    @Test(arguments: LibraryBackend.all)
+    func theRunMayBeOmittedOnlyWhenTheStoreHoldsOne(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try makeRun(dir, last: 10)
+            let store = try makeRun(dir, backend: backend, last: 10)
             #expect(try store.runForQuery(nil) == "r")
             try putStep(store, dir, step: 0, run: "other")
             #expect {
@@ -118,9 +129,10 @@ private func putStep(_ store: Store, _ dir: TemporaryDirectory, step: Int, run: 
         }
     }
 
-    @Test func lazyCheckpointReadsOneTensorExactlyAsGetWritesIt() throws {
+    @Test(arguments: LibraryBackend.all)
+    func lazyCheckpointReadsOneTensorExactlyAsGetWritesIt(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try makeRun(dir)
+            let store = try makeRun(dir, backend: backend)
             let plan = try store.plan(.lawa(k: 3, stride: 10, at: 50), run: "r")
             let lazy = try store.lazyCheckpoint(plan)
             #expect(lazy.tensors.map(\.name).sorted() == ["n", "w"])
@@ -148,9 +160,10 @@ private func putStep(_ store: Store, _ dir: TemporaryDirectory, step: Int, run: 
         }
     }
 
-    @Test func materializeCachesAndTheCacheKeyFollowsTheInputs() throws {
+    @Test(arguments: LibraryBackend.all)
+    func materializeCachesAndTheCacheKeyFollowsTheInputs(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try makeRun(dir)
+            let store = try makeRun(dir, backend: backend)
             let plan = try store.plan(.lawa(k: 2, stride: 10, at: 50), run: "r")
             let first = try store.materialize(plan, to: .file(dir.file("a")))
             #expect(!first.fromCache && first.derivedDigest != nil)

@@ -5,9 +5,10 @@
     . /tmp/ckstore-ceph-$(id -u)/env        # Tools/services/ceph.sh start (AWS_* variables)
     python3 Tools/bench/s3_compare.py --gen /tmp/gen --ckstore .build/release/ckstore --runs 3
 
-Both stores keep SQLite metadata in a local folder; the local store keeps blobs in objects/, the
-S3 store in a bucket (`sqlite:///path?blobs=s3://bucket/prefix`), so the difference is the blob
-store alone. Each measurement alternates local and S3 in the same session; the median of the runs
+The local and SQLite+S3 stores keep SQLite metadata in a local folder; the local store keeps
+blobs in objects/, the other in a bucket (`sqlite:///path?blobs=s3://bucket/prefix`), so their
+difference is the blob store alone. With --pg-url, a PostgreSQL+S3 store
+(`postgres://…?blobs=s3://…`, what several hosts share) is measured too. Each measurement alternates local and S3 in the same session; the median of the runs
 is reported (MB = 10^6 bytes of safetensors file). put: the newest snapshot into an empty store
 (every chunk new; the store is emptied again with rm + gc after each run). get: that snapshot to a
 file. LAWA: k=6 over the six snapshots, --no-cache (computed every time).
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/ckstore-s3-compare")
     ap.add_argument("--bucket", default=f"ckstore-bench-{uuid.uuid4().hex[:8]}")
     ap.add_argument("--json", help="write every sample here")
+    ap.add_argument("--pg-url", help="also measure postgres://…?blobs=s3://… (PostgreSQL metadata, S3 blobs)")
     args = ap.parse_args()
     files = sorted(glob.glob(os.path.join(args.gen, "step*.safetensors")))
     assert len(files) >= 6, "need 6 snapshots"
@@ -67,6 +69,11 @@ def main() -> None:
         "local": os.path.join(args.work, "local-put"),
         "s3": f"sqlite://{args.work}/s3put?blobs=s3://{args.bucket}/put-{tag}",
     }
+    if args.pg_url:
+        pg = args.pg_url.replace("postgresql://", "postgres://", 1)
+        stores["pg+s3"] = f"{pg}?blobs=s3://{args.bucket}/pgbench-{tag}&schema=bench_{tag}"
+        empties["pg+s3"] = f"{pg}?blobs=s3://{args.bucket}/pgput-{tag}&schema=benchput_{tag}"
+    names = list(stores)
     ck = args.ckstore
     for name, store in stores.items():  # the six snapshots LAWA reads (untimed)
         for f, s in zip(files, steps):
@@ -74,33 +81,38 @@ def main() -> None:
     samples: dict[str, dict[str, list[float]]] = {"put": {}, "get": {}, "lawa": {}}
     out = os.path.join(args.work, "out.safetensors")
     for _ in range(args.runs):
-        for name in ("local", "s3"):
+        for name in names:
             empty = empties[name]
             samples["put"].setdefault(name, []).append(
                 timed([ck, "--store", empty, "put", "--quiet", "--run", "p", "--step", str(steps[-1]), files[-1]]))
             run([ck, "--store", empty, "rm", f"p@{steps[-1]}"])
             run([ck, "--store", empty, "gc", "--all-orphans"])
-        for name in ("local", "s3"):
+        for name in names:
             samples["get"].setdefault(name, []).append(
                 timed([ck, "--store", stores[name], "get", "--quiet", f"bench@{steps[-1]}", "-o", out]))
             os.unlink(out)
-        for name in ("local", "s3"):
+        for name in names:
             samples["lawa"].setdefault(name, []).append(
                 timed([ck, "--store", stores[name], "get", "--quiet", "--run", "bench", "--lawa", "k=6,stride=1000", "--at",
                        str(steps[-1]), "--no-cache", "-o", out]))
             os.unlink(out)
     print(f"snapshot {size / 1e6:.1f} MB; median of {args.runs} runs; MB/s of safetensors bytes (LAWA: of its 6 inputs)")
-    print(f"{'':8} {'local':>16} {'S3 (Ceph RGW)':>16}")
+    titles = {"local": "local", "s3": "SQLite+S3", "pg+s3": "PostgreSQL+S3"}
+    print(f"{'':8} " + " ".join(f"{titles[n]:>16}" for n in names))
     for op, label in (("put", "put"), ("get", "get"), ("lawa", "LAWA k=6")):
         cells = []
-        for name in ("local", "s3"):
+        for name in names:
             t = statistics.median(samples[op][name])
             volume = size * (6 if op == "lawa" else 1)
             cells.append(f"{volume / 1e6 / t:7.0f} ({t:5.2f} s)")
-        print(f"{label:8} {cells[0]:>16} {cells[1]:>16}")
+        print(f"{label:8} " + " ".join(f"{c:>16}" for c in cells))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"size": size, "samples": samples}, f, indent=1)
+    for name in names:  # empty the buckets' prefixes (Ceph's memstore keeps objects in RAM)
+        if name != "local":
+            run([ck, "--store", stores[name], "rm", *[f"bench@{s}" for s in steps]])
+            run([ck, "--store", stores[name], "gc", "--all-orphans"])
     shutil.rmtree(args.work, ignore_errors=True)
 
 

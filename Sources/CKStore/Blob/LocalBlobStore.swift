@@ -128,8 +128,15 @@ package final class LocalBlobStore: BlobStore {
         return Array(bytes[0..<n])
     }
 
-    private func syncFile(_ path: String) throws(SystemError) {
-        let file = try FileHandle.openForReading(path)
+    /// Fsyncs one file or folder; a blob removed since it was written (a failed put's
+    /// cleanup) needs no sync and is skipped.
+    private static func syncFile(_ path: String) throws(SystemError) {
+        let file: FileHandle
+        do {
+            file = try FileHandle.openForReading(path)
+        } catch  where error.isNotFound {
+            return
+        }
         try file.sync()
         try file.close()
     }
@@ -139,7 +146,7 @@ package final class LocalBlobStore: BlobStore {
     /// instead of one per blob.
     private func syncInParallel(_ paths: [String]) throws(SystemError) {
         guard paths.count > 1 else {
-            for p in paths { try syncFile(p) }
+            for p in paths { try Self.syncFile(p) }
             return
         }
         let threads = min(16, paths.count)
@@ -152,9 +159,7 @@ package final class LocalBlobStore: BlobStore {
                 var i = t
                 while i < paths.count {
                     do throws(SystemError) {
-                        let file = try FileHandle.openForReading(paths[i])
-                        try file.sync()
-                        try file.close()
+                        try LocalBlobStore.syncFile(paths[i])
                     } catch {
                         firstError.withLock { if $0 == nil { $0 = error } }
                         return

@@ -134,7 +134,8 @@ public final class Store {
     }
 
     /// Tries to take the exclusive lock without waiting (while already holding the shared
-    /// one); returns false when another process holds the lock.
+    /// one); returns false when another process holds the lock (the shared lock may then be
+    /// lost: only for the end of a failed put, see `StoreLock.tryUpgradeToExclusive`).
     func tryUpgradeToExclusive() -> Bool {
         lock.tryUpgradeToExclusive()
     }

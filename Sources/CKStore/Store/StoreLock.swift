@@ -87,7 +87,9 @@ package protocol StoreLock: AnyObject {
     func release()
 
     /// While holding the shared lock: takes it exclusively if no other holder has it (without
-    /// waiting); returns false otherwise, still holding it shared.
+    /// waiting) and returns true. Returns false otherwise; the shared lock may then have been
+    /// lost (flock(2) converts by releasing first), so the caller must `release` and stop
+    /// relying on the lock (a failed put's cleanup does exactly that).
     func tryUpgradeToExclusive() -> Bool
 
     /// The holders that can be named for sure (for "held by put (pid 12)"), or [] when none

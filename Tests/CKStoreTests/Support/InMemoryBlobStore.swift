@@ -23,12 +23,13 @@ final class InMemoryBlobStore: BlobStore {
     func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (
         isNew: Bool, size: Int
     ) {
-        if let existing = state.withLock({ $0.blobs[id] }), existing.withUnsafeBytes({ isValid($0) }) {
-            return (false, existing.count)
-        }
+        // Create-once, like a conditional PUT: the check and the store are one atomic step.
         let copy = Array(bytes)
-        state.withLock { $0.blobs[id] = copy }
-        return (true, copy.count)
+        return state.withLock { state in
+            if let existing = state.blobs[id], existing.withUnsafeBytes({ isValid($0) }) { return (false, existing.count) }
+            state.blobs[id] = copy
+            return (true, copy.count)
+        }
     }
 
     private func bytes(of id: SHA256Digest) throws -> [UInt8] {
