@@ -118,7 +118,8 @@ package final class S3BlobStore: BlobStore {
             bytes = try clients.withClient { (client) throws(S3Error) in try client.getObject(key, range: 0..<(limit + 1)) }
         } catch {
             if case .notFound = error { throw BlobStoreError.notFound(id) }
-            throw Self.storeError(error, "read blob \(id.hex)")
+            // The caller names the blob; the S3 error names the request and its key.
+            throw BlobStoreError.backend(kind: error.failureKind, message: "\(error)")
         }
         if bytes.count > limit {
             let size = (try? size(of: id)) ?? nil
