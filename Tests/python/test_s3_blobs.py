@@ -109,20 +109,23 @@ def test_copy_local_to_s3_and_back(ckstore_bin: str, tmp_path: Path, kind: str) 
 def test_sigkill_put_mid_upload_leaves_acknowledged_snapshots_intact(ckstore_bin: str, tmp_path: Path, kind: str) -> None:
     store = s3_location(tmp_path, "kill", kind)
     acknowledged: dict[str, bytes] = {}
-    first = safetensors(tmp_path / "first.st", {"w": floats(400_000, 10)})
+    # The first put (as large as the killed ones) measures how long a put takes with this
+    # binary (debug or release), so that the kills land inside the upload phase.
+    first = safetensors(tmp_path / "first.st", {"w": floats(10_000_000, 10)})
+    started = time.perf_counter()
     run(ckstore_bin, "--store", store, "put", "--run", "r", "--step", "0", str(tmp_path / "first.st"))
+    duration = time.perf_counter() - started
     acknowledged["r@0"] = first
     rng = random.Random(42)
     killed = 0
     iterations = int(os.environ.get("CKSTORE_S3_KILL_ITERATIONS", "8"))
     for i in range(1, iterations + 1):
-        # About 40 MB of incompressible floats: 10 chunks of 4 MiB, several uploads in flight
-        # (a debug build takes about 2 s for the whole put; the kill lands somewhere inside).
+        # About 40 MB of incompressible floats: 10 chunks of 4 MiB, several uploads in flight.
         payload = safetensors(tmp_path / f"big{i}.st", {"w": floats(10_000_000, 100 + i)})
         proc = subprocess.Popen(
             [ckstore_bin, "--store", store, "put", "--run", "r", "--step", str(i), str(tmp_path / f"big{i}.st")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.3, 1.6))
+        time.sleep(rng.uniform(0.2, 0.9) * duration)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if proc.returncode == 0:
