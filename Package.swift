@@ -62,11 +62,11 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
-        // S3-compatible object storage over libcurl with AWS Signature V4. Standalone for now;
-        // it will back a BlobStore once the core has protocol seams (issue 10).
+        // S3-compatible object storage over libcurl with AWS Signature V4, and `S3BlobStore`, the
+        // core's `BlobStore` on top of it (issue 10).
         .target(
             name: "CKStoreS3",
-            dependencies: ["CCurl", "CCrypto"]
+            dependencies: ["CKStore", "CKStoreSQLite", "CKStoreBackends", "CCurl", "CCrypto"]
         ),
         // The core: model, codecs, blobs on disk, the store facade and the backend protocols.
         // It sees no database library.
@@ -89,11 +89,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "ckstore",
-            dependencies: ["CKStore", "CKStoreBackends", "CKStorePostgres"]
+            dependencies: ["CKStore", "CKStoreBackends", "CKStorePostgres", "CKStoreS3"]
         ),
         .testTarget(
             name: "CKStoreTests",
-            dependencies: ["CKStore", "CKStoreSQLite", "CKStoreBackends", "CKStorePostgres"]
+            dependencies: ["CKStore", "CKStoreSQLite", "CKStoreBackends", "CKStorePostgres", "CKStoreS3"]
         ),
         // PostgreSQL metadata backend (issue 10): the libpq wrapper, the schema migrations, and
         // PostgresMetadataStore / PostgresStoreLock, which implement the core's protocols.
@@ -107,7 +107,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CKStoreS3Tests",
-            dependencies: ["CKStoreS3"]
+            dependencies: ["CKStoreS3", "CKStore"]
         ),
     ]
 )

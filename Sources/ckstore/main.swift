@@ -1,6 +1,7 @@
 import CKStore
 import CKStoreBackends
 import CKStorePostgres
+import CKStoreS3
 
 #if canImport(Glibc)
     import Glibc
@@ -37,6 +38,7 @@ let commands: [(String, Command)] = [
     ("metric", MetricCommand.command),
     ("watch", WatchCommand.command),
     ("plot", PlotCommand.command),
+    ("copy", CopyCommand.command),
     ("rm", RemoveCommand.command),
     ("gc", GCCommand.command),
     ("fsck", FsckCommand.command),
@@ -115,6 +117,7 @@ func expandHome(_ path: String) -> String {
 func runMain(_ argv: [String]) -> Int32 {
     // postgres://…?blobs=… locations (issue 10).
     StoreFactories.register(PostgresStoreFactory())
+    PostgresStoreFactory.makeS3BlobStore = { location, _ throws(CKStoreError) in try S3BlobStore.opening(location) }
     let parsed: ParsedCommandLine
     do {
         parsed = try parseGlobalOptions(argv)
@@ -179,6 +182,8 @@ func runMain(_ argv: [String]) -> Int32 {
 }
 
 signal(SIGPIPE, SIG_IGN)
+// Store locations beyond local paths: sqlite:///path?blobs=s3://bucket/prefix.
+StoreFactories.register(SQLiteS3StoreFactory())
 // Every command that waits more than a second for the store lock says so, naming the holder.
 Store.defaultLockWait.withLock { $0.onWait = { line in Console.err("ckstore: \(line)") } }
 exit(runMain(Array(CommandLine.arguments.dropFirst())))

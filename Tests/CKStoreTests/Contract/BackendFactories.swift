@@ -108,7 +108,7 @@ struct LockBackendFactory: Sendable, CustomTestStringConvertible {
 /// variables are set). Kept in one place so that adding a backend touches one line per list.
 enum ContractBackendHooks {
     static func extraMetadataBackends() -> [MetadataBackendFactory] { MetadataBackendFactory.postgres.map { [$0] } ?? [] }
-    static func extraBlobBackends() -> [BlobBackendFactory] { [] }
+    static func extraBlobBackends() -> [BlobBackendFactory] { S3ContractBackend.enabled ? [S3ContractBackend.factory] : [] }
     static func extraLockBackends() -> [LockBackendFactory] { LockBackendFactory.postgres.map { [$0] } ?? [] }
 }
 
