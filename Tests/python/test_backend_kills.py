@@ -9,7 +9,8 @@ from a seeded generator (CKSTORE_STRESS_SEED, reliability_support.py):
 * mid-commit: a put of a snapshot with thousands of tiny tensors whose chunks are all in the
   store already (no upload: the time goes to the dedup lookups and the commit transaction) is
   killed after its commit transaction has been seen writing on the server (``pg_stat_activity``:
-  a backend on the test's database with a transaction id) plus a random delay. The server rolls
+  a backend on the test's database with a transaction id) plus a random delay of up to 1.2 times
+  the length of that transaction in an uncut put (measured first). The server rolls
   the transaction back when the connection drops. A local store receives the same files to give
   each one's digest; snapshots committed before the signal are checked by digest after each kill
   (reading one back fetches an object per tensor) and the newest byte-exact at the end.
@@ -154,13 +155,30 @@ def test_sigkill_put_mid_commit_on_postgres(dist_store, tmp_path, ckstore_bin):
     store.run("put", "--run", "r", "--step", "0", str(tmp_path / "base.st"))
     first = many_tensors(tmp_path / "m0.st", "v0", tensors)
     expected = {0: expected_digest("m", 0, tmp_path / "m0.st")}
-    store.run("put", "--run", "m", "--step", "0", str(tmp_path / "m0.st"))
     files = {0: first}
+    watcher = WriteWatcher(store.pg.database)
+    # Calibrate: a second uncut put of the same tensors (all dedup hits), its write transaction
+    # timed from outside; the kills then land at random points of a window this long.
+    store.run("put", "--run", "m", "--step", "0", str(tmp_path / "m0.st"))
+    path = tmp_path / "m-calibration.st"
+    many_tensors(path, "calibration", tensors)
+    proc = subprocess.Popen(store.command(["put", "--run", "calibration", "--step", "0", str(path)]),
+                            cwd=str(store.workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    began = ended = None
+    while proc.poll() is None:
+        writing = watcher.writing()
+        if writing and began is None:
+            began = time.monotonic()
+        elif not writing and began is not None:
+            ended = time.monotonic()
+            break
+    assert proc.wait(60) == 0, proc.stderr.read().decode()
+    window = max((ended or time.monotonic()) - (began or time.monotonic()), 0.01)
+    store.run("rm", "calibration@0")
     keys = set(store.blob_keys())
 
     _, count = iterations()
     interrupted = 0
-    watcher = WriteWatcher(store.pg.database)
     try:
         for i in range(1, count + 1):
             context = f"seed {stress_seed()}, commit kill {i}"
@@ -176,7 +194,7 @@ def test_sigkill_put_mid_commit_on_postgres(dist_store, tmp_path, ckstore_bin):
                     seen = True
                     break
             if seen:
-                time.sleep(rng.uniform(0.0, 0.3))
+                time.sleep(rng.uniform(0.0, 1.2) * window)
             rc, out, err = kill(proc)
             steps = store.steps("m")
             if rc == 0 or i in steps:
@@ -200,5 +218,5 @@ def test_sigkill_put_mid_commit_on_postgres(dist_store, tmp_path, ckstore_bin):
     read_started = time.monotonic()
     assert store.get_bytes(f"m@{newest}") == files[newest], f"m@{newest} does not read back byte-exact"
     print(f"mid-commit kills: {count}, {interrupted} inside the commit transaction (rolled back), "
-          f"{len(expected) - 1} committed before the signal; reading m@{newest} back took "
+          f"{len(expected) - 1} committed before the signal; write transaction {window * 1000:.0f} ms; reading m@{newest} back took "
           f"{time.monotonic() - read_started:.1f} s", file=sys.stderr)
