@@ -105,9 +105,9 @@ def role_evaluator(cfg: dict) -> dict:
             at = max(complete)
             result = ck(cfg["binary"], cfg["location"], "get", "--run", run, "--lawa", f"k={K},stride={STRIDE}",
                         "--at", str(at), "-o", "lawa.safetensors")
-            if result["rc"] == 1 and ("does not exist" in result["stderr"] or "not found" in result["stderr"]
-                                      or "no snapshot" in result["stderr"]):
-                pruned += 1  # retention removed an input between ls and get
+            if result["rc"] == 1 and re.search(r"missing \d+ of \d+ inputs|needs \d+ inputs|does not exist|not found",
+                                               result["stderr"]):
+                pruned += 1  # retention removed an input between ls and get (exit 1, never 3)
                 continue
             if result["rc"] != 0:
                 errors.append(brief(result))
