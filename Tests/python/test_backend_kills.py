@@ -15,8 +15,9 @@ from a seeded generator (CKSTORE_STRESS_SEED, reliability_support.py):
   each one's digest; snapshots committed before the signal are checked by digest after each kill
   (reading one back fetches an object per tensor) and the newest byte-exact at the end.
 
-After every kill: every acknowledged snapshot (and a killed put that committed before the
-signal) reads back byte-exact, fsck exits 0 (orphans are notes, not problems). At the end gc
+After every kill: every acknowledged snapshot is still listed, a killed put that committed before
+the signal reads back byte-exact, fsck exits 0 (orphans are notes, not problems); every
+acknowledged snapshot is read back byte-exact at the end. At the end gc
 collects the orphans: fsck then reports 0 orphan blobs and the acknowledged snapshots are intact.
 """
 
@@ -90,13 +91,14 @@ def test_sigkill_put_mid_upload_to_s3(dist_store, tmp_path):
         time.sleep(rng.uniform(0.15, 0.85) * uncut)
         rc, out, err = kill(proc)
         steps = committed_steps(store, "r")
-        if rc == 0:
-            acknowledged[f"r@{step}"] = data
-        elif step in steps:
-            acknowledged[f"r@{step}"] = data  # committed just before the signal: must be whole
+        assert set(steps) >= {int(ref.split("@")[1]) for ref in acknowledged}, f"{context}: lost {sorted(steps)}"
+        checked = {"r@0": acknowledged["r@0"]}  # every big one is read back at the end
+        if rc == 0 or step in steps:
+            # Acknowledged, or committed just before the signal: it must be whole.
+            acknowledged[f"r@{step}"] = checked[f"r@{step}"] = data
         elif set(store.blob_keys()) - keys_before:
             mid_upload += 1  # uploaded some blobs, committed nothing
-        check_intact(store, acknowledged, context)
+        check_intact(store, checked, context)
     assert mid_upload >= max(1, count // 3), f"only {mid_upload}/{count} kills landed mid-upload (uncut put {uncut:.2f} s)"
 
     result, before = store.fsck_json()
