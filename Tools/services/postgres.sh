@@ -91,9 +91,10 @@ start() {
     for i in $(seq 1 100); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
     "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" || fail "the server does not answer on 127.0.0.1:$port"
 
-    # A login role with a password and a database it owns (the superuser stays local-only).
+    # A login role with a password and a database it owns (the superuser stays local-only); it may
+    # create databases, so that end-to-end tests can give each test a database of its own.
     "${as[@]}" "$bin/psql" -q -X -v ON_ERROR_STOP=1 -h "$DIR/sock" -p "$port" -U postgres -d postgres >/dev/null <<SQL ||
-CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD';
+CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$PASSWORD';
 CREATE DATABASE $DATABASE OWNER $ROLE;
 SQL
         fail "cannot create the test role and database"
