@@ -16,6 +16,9 @@ import CKStore
 package struct PostgresStoreFactory: StoreBackendFactory {
     /// Makes the blob store of an `s3://` location (set by the CLI when the S3 backend is built
     /// in), creating the bucket when `create` (init); nil: `s3://` locations are refused.
+    /// Workers for "workers": 0 (auto) when blobs are remote (S3): enough requests in flight.
+    package static let remoteBlobWorkers = 8
+
     package nonisolated(unsafe) static var makeS3BlobStore: ((_ blobs: String, _ create: Bool) throws(CKStoreError) -> any BlobStore)?
 
     /// Creates the factory.
@@ -64,8 +67,13 @@ package struct PostgresStoreFactory: StoreBackendFactory {
         let parsed = try PostgresLocation(location)
         let fence = GCFence()
         let metadata = try PostgresMetadataStore(location: parsed, create: false, fence: fence)
-        let configuration = try configuration(metadata, parsed)
+        var configuration = try configuration(metadata, parsed)
         let blobs = try blobStore(parsed, configuration: configuration)
+        // Requests to an object store wait on the network more than on a core: "workers": 0
+        // (auto) keeps several uploads and downloads in flight, as for sqlite:///…?blobs=s3://.
+        if parsed.localBlobsPath == nil, configuration.workers == 0 {
+            configuration.workers = max(Self.remoteBlobWorkers, configuration.effectiveWorkers)
+        }
         let lock = try PostgresStoreLock(location: parsed, schema: metadata.schema, fence: fence)
         return StoreBackends(
             location: parsed.redacted, configuration: configuration, metadata: metadata, blobs: blobs, lock: lock, isReadOnly: false)
