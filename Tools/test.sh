@@ -69,6 +69,21 @@ elif [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: not root: backend suites run only where CKSTORE_TEST_PG_URL / AWS_ENDPOINT_URL are set (Tools/services/ starts servers)"
 fi
 
+# Backend boundaries (issue 10): each C library is imported by its own target only — sqlite3 by
+# CKStoreSQLite, libpq by CKStorePostgres, libcurl by CKStoreS3 — so the core and the CLI reach
+# every backend through the protocols.
+check_imports() { # module allowed-folder
+    local bad
+    bad=$(grep -rlE "^[[:space:]]*(@[a-zA-Z_]+[[:space:]]+)*import[[:space:]]+$1\b" Sources Tests | grep -v "^$2/" || true)
+    if [ -n "$bad" ]; then
+        echo "test.sh: error: $1 is imported outside $2: $bad" >&2
+        exit 1
+    fi
+}
+check_imports CSQLite Sources/CKStoreSQLite
+check_imports CPostgres Sources/CKStorePostgres
+check_imports CCurl Sources/CKStoreS3
+
 # Formatting (.swift-format): the tree must be clean; `swift format -i -r Sources Tests` fixes it.
 swift format lint --strict -r Sources Tests
 
