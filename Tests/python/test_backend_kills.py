@@ -69,7 +69,7 @@ def test_sigkill_put_mid_upload_to_s3(dist_store, tmp_path):
 
     def big(step: int) -> tuple[Path, bytes]:
         path = tmp_path / "big.st"
-        write_safetensors(path, {"w": nrng.standard_normal(4_000_000, dtype=np.float32)}, {"step": str(step)})
+        write_safetensors(path, {"w": nrng.standard_normal(8_000_000, dtype=np.float32)}, {"step": str(step)})
         return path, path.read_bytes()
 
     # Calibrate: how long an uncut put of this size takes here.
@@ -99,7 +99,10 @@ def test_sigkill_put_mid_upload_to_s3(dist_store, tmp_path):
         elif set(store.blob_keys()) - keys_before:
             mid_upload += 1  # uploaded some blobs, committed nothing
         check_intact(store, checked, context)
-    assert mid_upload >= max(1, count // 3), f"only {mid_upload}/{count} kills landed mid-upload (uncut put {uncut:.2f} s)"
+    # The kill times are random within an uncut put (32 MB: 8 chunks uploaded by up to 8 workers),
+    # so how many land inside the upload phase varies with the machine's load (2 to 6 of 10 seen);
+    # at least one must, or the test did not test what it names.
+    assert mid_upload >= 1, f"no kill of {count} landed mid-upload (uncut put {uncut:.2f} s)"
 
     result, before = store.fsck_json()
     assert before["orphan_blobs"] > 0, f"no killed put left an uploaded object behind: {before}"
