@@ -37,39 +37,11 @@ public final class PostgresStoreLock {
         }
     }
 
-    /// Takes the lock as `policy` says: polls (1 ms, doubling to 10 ms) until the wait is
-    /// reported (`reportAfter`: "waiting for the store lock held by …"), then blocks in
-    /// `pg_advisory_lock` when there is no time limit, or keeps polling until `timeout`.
+    /// Takes the lock as `policy` says, with the store's shared waiting rule
+    /// (`StoreLock.acquire(_:policy:)`: poll, report the holders once, then block in
+    /// `pg_advisory_lock`, or keep polling until the `--wait` timeout).
     public func acquire(exclusive: Bool, policy: LockWaitPolicy) throws(CKStoreError) {
-        let mode: PGAdvisoryLockMode = exclusive ? .exclusive : .shared
-        let start = monotonicSeconds()
-        var pause = 0.001
-        var reported = false
-        while true {
-            if try tryTake(mode) { return }
-            let waited = monotonicSeconds() - start
-            if let timeout = policy.timeout, waited >= timeout {
-                let seconds = timeout == timeout.rounded() && abs(timeout) < 1e15 ? "\(Int(timeout))" : "\(timeout)"
-                throw CKStoreError(
-                    .environment,
-                    "the store lock of \(target) is held by \(describeHolders()); gave up after \(seconds) s (--wait \(seconds)), "
-                        + "nothing was changed")
-            }
-            if !reported && waited >= policy.reportAfter {
-                reported = true
-                policy.onWait?("waiting for the store lock held by \(describeHolders())…")
-            }
-            if reported && policy.timeout == nil {
-                try take(mode)
-                return
-            }
-            var remaining = pause
-            if let timeout = policy.timeout { remaining = min(remaining, max(0.001, timeout - waited)) }
-            var ts = timespec(tv_sec: Int(remaining), tv_nsec: Int((remaining - Double(Int(remaining))) * 1e9))
-            var left = timespec()
-            while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
-            pause = min(pause * 2, 0.01)
-        }
+        try acquire(exclusive ? .exclusive : .shared, policy: policy)
     }
 
     /// Takes the lock if no other session prevents it now (recording the gc epoch).
@@ -135,12 +107,6 @@ public final class PostgresStoreLock {
         if count == 0 {
             throw CKStoreError(.environment, "the store lock of \(target) was lost (its connection was reset); nothing more was deleted")
         }
-    }
-
-    /// "put (pid 12 on host a), get (pid 13 on host b)", or "another process".
-    public func describeHolders() -> String {
-        let holders = (try? holderRows()) ?? []
-        return holders.isEmpty ? "another process" : holders.map(\.text).joined(separator: ", ")
     }
 
     /// A session holding the lock: the ckstore command, pid and host from its application name.

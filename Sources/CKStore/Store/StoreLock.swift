@@ -107,7 +107,7 @@ extension StoreLock {
     package func verifyHeld() throws(CKStoreError) {}
 
     /// "put (pid 12), get (pid 13)", or "another process" when no holder can be verified.
-    func describeHolders() -> String {
+    package func describeHolders() -> String {
         let holders = holders()
         return holders.isEmpty ? "another process" : holders.map(\.description).joined(separator: ", ")
     }
@@ -117,7 +117,7 @@ extension StoreLock {
     /// limit, or keeps polling until `timeout`.
     /// - Throws: `.environment` when the wait gives up ("… held by …; gave up after N s"),
     ///   with nothing taken.
-    func acquire(_ mode: StoreLockMode, policy: LockWaitPolicy) throws(CKStoreError) {
+    package func acquire(_ mode: StoreLockMode, policy: LockWaitPolicy) throws(CKStoreError) {
         let start = monotonicSeconds()
         var pause = 0.001
         var reported = false
