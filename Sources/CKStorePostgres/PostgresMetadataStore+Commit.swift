@@ -12,6 +12,28 @@ extension PostgresMetadataStore {
     public func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
         outcome: CommitOutcome, droppedMetrics: Int
     ) {
+        try commitNamed(digest: manifest.digest, run: run, step: step, metrics: metrics, force: force) { now in
+            try insertManifestIfNew(manifest, now: now)
+        }
+    }
+
+    /// Records a tree snapshot (`MetadataStore.commit(tree:…)`): the same transaction and
+    /// decisions as `commit(manifest:…)`, inserting the tree's new file objects, the tree and
+    /// its entries.
+    public func commit(tree snapshot: TreeSnapshot, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
+        outcome: CommitOutcome, droppedMetrics: Int
+    ) {
+        try commitNamed(digest: snapshot.tree.digest, run: run, step: step, metrics: metrics, force: force) { now in
+            try insertTreeIfNew(snapshot, now: now)
+        }
+    }
+
+    /// The decisions shared by both commits: `insert` stores the content (when new) and returns
+    /// the id of the manifest the snapshot names.
+    private func commitNamed(
+        digest contentDigest: SHA256Digest, run: String, step: Int, metrics: [(String, Double)], force: Bool,
+        insert: (Int64) throws -> Int64
+    ) throws -> (outcome: CommitOutcome, droppedMetrics: Int) {
         try write {
             try checkFence(what: "put \(run)@\(step)")
             let now = nowMilliseconds()
@@ -22,16 +44,16 @@ extension PostgresMetadataStore {
                 "SELECT s.id, m.id, m.digest FROM snapshots s JOIN manifests m ON m.id = s.manifest_id WHERE s.run_id = $1 AND s.step = $2",
                 [.int64(runID), .int(step)])
             let existing = r.rowCount == 0 ? nil : (try r.int64(0, 0), try r.int64(0, 1), try digest(r, 0, 2))
-            if let existing, existing.2 == manifest.digest {
+            if let existing, existing.2 == contentDigest {
                 if !metrics.isEmpty { try insertMetrics(runID: runID, step: step, variant: "raw", values: metrics) }
                 return (.unchanged, 0)
             }
             if let existing, !force {
                 throw CKStoreError(
                     .conflict,
-                    "\(run)@\(step) already holds sha256:\(existing.2.hex), not sha256:\(manifest.digest.hex); use --force to replace it")
+                    "\(run)@\(step) already holds sha256:\(existing.2.hex), not sha256:\(contentDigest.hex); use --force to replace it")
             }
-            let manifestID = try insertManifestIfNew(manifest, now: now)
+            let manifestID = try insert(now)
             let dropped = try dropMetrics(measuredOn: runID, step: step, includingStep: existing != nil)
             let outcome: CommitOutcome
             if let existing {
@@ -51,23 +73,62 @@ extension PostgresMetadataStore {
         }
     }
 
+    /// Inserts a tree, its entries and its file objects (those not stored yet) unless a tree
+    /// with this digest exists; returns its id.
+    func insertTreeIfNew(_ snapshot: TreeSnapshot, now: Int64) throws -> Int64 {
+        let tree = snapshot.tree
+        if let id = try manifestID(tree.digest) { return id }
+        var fileIDs: [SHA256Digest: Int64] = [:]
+        var tensorCount = 0
+        for entry in tree.entries {
+            guard let content = snapshot.files[entry.digest] else {
+                throw CKStoreError(.integrity, "tree sha256:\(tree.digest.hex): no content for '\(entry.path)'")
+            }
+            if case .safetensors(let manifest) = content { tensorCount += manifest.tensors.count }
+            if fileIDs[entry.digest] != nil { continue }
+            switch content {
+            case .safetensors(let manifest): fileIDs[entry.digest] = try insertManifestIfNew(manifest, now: now)
+            case .bytes(let file):
+                fileIDs[entry.digest] = try insertObjectIfNew(
+                    digest: file.digest, kind: .bytes, header: [], dataLength: file.size, tensors: [file.pseudoTensor], now: now)
+            }
+        }
+        let treeID = try insertObjectIfNew(
+            digest: tree.digest, kind: .tree, header: [], dataLength: tree.totalSize, tensors: [], tensorCount: tensorCount, now: now)
+        try insertRows(
+            "INSERT INTO tree_entries (tree_id, position, path, file_id) VALUES",
+            rows: tree.entries.enumerated().map { [.int64(treeID), .int($0), .text($1.path), .int64(fileIDs[$1.digest]!)] })
+        return treeID
+    }
+
     /// Inserts the manifest and its rows unless a manifest with this digest exists; returns its id.
-    /// Rows go in multi-row INSERTs (a few round trips per snapshot, not one per chunk).
     func insertManifestIfNew(_ manifest: Manifest, now: Int64) throws -> Int64 {
-        if let id = try manifestID(manifest.digest) { return id }
+        try insertObjectIfNew(
+            digest: manifest.digest, kind: .safetensors, header: manifest.headerBytes, dataLength: manifest.dataLength,
+            tensors: manifest.tensors, now: now)
+    }
+
+    /// Inserts a content object (a manifests row of `kind`, its tensor rows and chunk rows)
+    /// unless one with this digest exists; returns its id. Rows go in multi-row INSERTs (a few
+    /// round trips per object, not one per chunk).
+    private func insertObjectIfNew(
+        digest objectDigest: SHA256Digest, kind: ContentKind, header: [UInt8], dataLength: Int, tensors: [TensorEntry],
+        tensorCount: Int? = nil, now: Int64
+    ) throws -> Int64 {
+        if let id = try manifestID(objectDigest) { return id }
         let inserted = try conn.execute(
             """
-            INSERT INTO manifests (digest, header, data_length, tensor_count, created_at) VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO manifests (digest, header, data_length, tensor_count, created_at, kind) VALUES ($1, $2, $3, $4, $5, $6)
             RETURNING id
             """,
             [
-                .bytes(manifest.digest.bytes), .bytes(manifest.headerBytes), .int(manifest.dataLength), .int(manifest.tensors.count),
-                .int64(now),
+                .bytes(objectDigest.bytes), .bytes(header), .int(dataLength), .int(tensorCount ?? tensors.count), .int64(now),
+                .text(kind.rawValue),
             ])
         let manifestID = try inserted.int64(0, 0)
         // Chunk rows first (ON CONFLICT: another snapshot may share them), then their ids.
         var chunkSizes: [SHA256Digest: ChunkRef] = [:]
-        for chunk in manifest.tensors.flatMap(\.chunks) where chunkSizes[chunk.hash] == nil { chunkSizes[chunk.hash] = chunk }
+        for chunk in tensors.flatMap(\.chunks) where chunkSizes[chunk.hash] == nil { chunkSizes[chunk.hash] = chunk }
         let distinct = chunkSizes.values.sorted { $0.hash.hex < $1.hash.hex }  // one lock order for every writer
         try insertRows(
             "INSERT INTO chunks (hash, raw_size, stored_size) VALUES", suffix: "ON CONFLICT (hash) DO NOTHING",
@@ -81,7 +142,7 @@ extension PostgresMetadataStore {
         }
         try insertRows(
             "INSERT INTO tensors (manifest_id, position, name, dtype, shape, data_start, byte_length, chunk_count) VALUES",
-            rows: manifest.tensors.enumerated().map { position, tensor in
+            rows: tensors.enumerated().map { position, tensor in
                 let info = tensor.info
                 return [
                     .int64(manifestID), .int(position), .text(info.name), .text(info.dtype.rawValue), .text(formatShape(info.shape)),
@@ -89,11 +150,11 @@ extension PostgresMetadataStore {
                 ]
             })
         var refs: [[PGValue]] = []
-        for (position, tensor) in manifest.tensors.enumerated() {
+        for (position, tensor) in tensors.enumerated() {
             for (index, chunk) in tensor.chunks.enumerated() {
                 guard let id = ids[chunk.hash] else {
                     throw CKStoreError(
-                        .environment, "chunk row \(chunk.hash.hex) vanished while snapshot sha256:\(manifest.digest.hex) was recorded")
+                        .environment, "chunk row \(chunk.hash.hex) vanished while content sha256:\(objectDigest.hex) was recorded")
                 }
                 refs.append([.int64(manifestID), .int(position), .int(index), .int64(id)])
             }
@@ -127,13 +188,18 @@ extension PostgresMetadataStore {
         return r.rowCount == 0 ? nil : try r.int64(0, 0)
     }
 
-    /// Deletes a manifest (and, by cascade, its tensor rows) when no snapshot or derived row names it.
+    /// Deletes a manifest (and, by cascade, its tensor rows and tree entries) when no snapshot,
+    /// derived row or tree names it; for a tree, then also each of its files nothing else names.
     func deleteManifestIfUnreferenced(_ manifestID: Int64) throws {
-        try conn.execute(
+        let f = try conn.execute("SELECT DISTINCT file_id FROM tree_entries WHERE tree_id = $1", [.int64(manifestID)])
+        let files = try (0..<f.rowCount).map { try f.int64($0, 0) }
+        let deleted = try conn.execute(
             """
             DELETE FROM manifests WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM snapshots WHERE manifest_id = $1)
-              AND NOT EXISTS (SELECT 1 FROM derived WHERE manifest_id = $1)
+              AND NOT EXISTS (SELECT 1 FROM derived WHERE manifest_id = $1) AND NOT EXISTS (SELECT 1 FROM tree_entries WHERE file_id = $1)
             """, [.int64(manifestID)])
+        guard (deleted.affectedRows ?? 0) > 0 else { return }
+        for file in files { try deleteManifestIfUnreferenced(file) }
     }
 
     /// Sets the recorded blob size of chunks whose blob was just written again (see

@@ -65,7 +65,7 @@ extension PostgresMetadataStore {
     /// The derived snapshots (optionally of one run), newest first.
     public func derivedSnapshots(run: String?) throws -> [DerivedInfo] {
         let sql = """
-            SELECT d.recipe, d.inputs, r.name, m.digest, 8 + octet_length(m.header) + m.data_length, d.created_at
+            SELECT d.recipe, d.inputs, r.name, m.digest, \(Self.logicalBytesSQL), d.created_at
             FROM derived d JOIN manifests m ON m.id = d.manifest_id LEFT JOIN runs r ON r.id = d.run_id
             """
         let r =

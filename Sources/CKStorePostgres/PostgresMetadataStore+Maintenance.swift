@@ -43,11 +43,10 @@ extension PostgresMetadataStore {
                 let r = try conn.execute("DELETE FROM derived RETURNING id, recipe")
                 rows.removedDerived = try (0..<r.rowCount).map { (try r.int($0, 0), try r.string($0, 1)) }.sorted { $0.0 < $1.0 }.map(\.1)
             }
-            try conn.execute(
-                """
-                DELETE FROM manifests m WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.manifest_id = m.id)
-                  AND NOT EXISTS (SELECT 1 FROM derived d WHERE d.manifest_id = m.id)
-                """)
+            // Trees first: a file's row cannot go while an entry of a tree still names it, and
+            // PostgreSQL checks that before the cascade from a tree deleted in the same statement.
+            try conn.execute("DELETE FROM manifests m WHERE m.kind = 'tree' AND \(Self.unnamedManifest)")
+            try conn.execute("DELETE FROM manifests m WHERE \(Self.unnamedManifest)")
             let released = try conn.execute(
                 "DELETE FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM tensor_chunks tc WHERE tc.chunk_id = c.id) RETURNING hash")
             rows.released = Set(try (0..<released.rowCount).map { try digest(released, $0, 0) })
@@ -58,6 +57,15 @@ extension PostgresMetadataStore {
         }
     }
 
+    /// The condition on a manifests row `m` that nothing names it: no snapshot, no derived row,
+    /// and no tree that a snapshot or derived row names (a tree's files live while the tree does).
+    static let unnamedManifest = """
+        NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.manifest_id = m.id)
+          AND NOT EXISTS (SELECT 1 FROM derived d WHERE d.manifest_id = m.id)
+          AND NOT EXISTS (SELECT 1 FROM tree_entries te WHERE te.file_id = m.id
+            AND te.tree_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived))
+        """
+
     /// `fsck --repair`'s row changes, in one write transaction that first increments the gc
     /// epoch: drops the derived rows naming `derivedDigests` (and those manifests when nothing
     /// else names them), and the chunk rows of `chunkHashes` that no tensor uses. Returns the
@@ -67,11 +75,7 @@ extension PostgresMetadataStore {
             try bumpGCEpoch()
             for d in derivedDigests {
                 try conn.execute("DELETE FROM derived WHERE manifest_id = (SELECT id FROM manifests WHERE digest = $1)", [.bytes(d.bytes)])
-                try conn.execute(
-                    """
-                    DELETE FROM manifests m WHERE digest = $1 AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.manifest_id = m.id)
-                      AND NOT EXISTS (SELECT 1 FROM derived d WHERE d.manifest_id = m.id)
-                    """, [.bytes(d.bytes)])
+                try conn.execute("DELETE FROM manifests m WHERE digest = $1 AND \(Self.unnamedManifest)", [.bytes(d.bytes)])
             }
             var dropped: [SHA256Digest] = []
             for hash in chunkHashes {

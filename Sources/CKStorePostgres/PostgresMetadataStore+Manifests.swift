@@ -15,8 +15,16 @@ extension PostgresMetadataStore {
 
     /// A stored manifest, or nil; rows that do not describe a valid manifest are `.integrity`.
     public func manifest(_ digest: SHA256Digest) throws -> Manifest? {
+        try manifestRows(digest, kind: .safetensors)
+    }
+
+    /// The rows of a content object of `kind` as a `Manifest` (a bytes file's pseudo tensor is
+    /// its one tensor), or nil when there is no object of that kind with this digest.
+    func manifestRows(_ digest: SHA256Digest, kind: ContentKind) throws -> Manifest? {
         try readView { () throws -> Manifest? in
-            let m = try conn.execute("SELECT id, header, data_length FROM manifests WHERE digest = $1", [.bytes(digest.bytes)])
+            let m = try conn.execute(
+                "SELECT id, header, data_length FROM manifests WHERE digest = $1 AND kind = $2",
+                [.bytes(digest.bytes), .text(kind.rawValue)])
             guard m.rowCount > 0 else { return nil }
             let (id, header, dataLength) = (try m.int64(0, 0), try m.bytes(0, 1), try m.int(0, 2))
             var chunksByTensor: [Int: [ChunkRef]] = [:]
@@ -68,14 +76,15 @@ extension PostgresMetadataStore {
             var stats = StoreStatistics()
             stats.runs = try conn.execute("SELECT count(*) FROM runs").int(0, 0)
             let s = try conn.execute(
-                "SELECT count(*), coalesce(sum(8 + octet_length(m.header) + m.data_length), 0)::bigint FROM snapshots s JOIN manifests m ON m.id = s.manifest_id"
+                "SELECT count(*), coalesce(sum(\(Self.logicalBytesSQL)), 0)::bigint FROM snapshots s JOIN manifests m ON m.id = s.manifest_id"
             )
             stats.snapshots = try s.int(0, 0)
             stats.logicalBytes = try s.int(0, 1)
             let c = try conn.execute(
                 """
                 SELECT count(*), coalesce(sum(raw_size), 0)::bigint, coalesce(sum(stored_size), 0)::bigint FROM chunks WHERE id IN (
-                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN snapshots s ON s.manifest_id = tc.manifest_id)
+                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN manifest_objects o ON o.object_id = tc.manifest_id
+                  JOIN snapshots s ON s.manifest_id = o.root_id)
                 """)
             stats.blobCount = try c.int(0, 0)
             stats.uniqueRawBytes = try c.int(0, 1)
@@ -83,11 +92,26 @@ extension PostgresMetadataStore {
             let d = try conn.execute(
                 """
                 SELECT count(*), coalesce(sum(stored_size), 0)::bigint FROM chunks WHERE id IN (
-                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN derived d ON d.manifest_id = tc.manifest_id)
-                AND id NOT IN (SELECT tc.chunk_id FROM tensor_chunks tc JOIN snapshots s ON s.manifest_id = tc.manifest_id)
+                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN manifest_objects o ON o.object_id = tc.manifest_id
+                  JOIN derived d ON d.manifest_id = o.root_id)
+                AND id NOT IN (SELECT tc.chunk_id FROM tensor_chunks tc JOIN manifest_objects o ON o.object_id = tc.manifest_id
+                  JOIN snapshots s ON s.manifest_id = o.root_id)
                 """)
             stats.derivedBlobs = try d.int(0, 0)
             stats.derivedBytes = try d.int(0, 1)
+            let side = try conn.execute(
+                """
+                SELECT count(*), coalesce(sum(f.data_length), 0)::bigint FROM snapshots s JOIN tree_entries te ON te.tree_id = s.manifest_id
+                JOIN manifests f ON f.id = te.file_id WHERE f.kind = 'bytes'
+                """)
+            stats.sideFiles = try side.int(0, 0)
+            stats.sideFileBytes = try side.int(0, 1)
+            stats.sideFileUniqueBytes = try conn.execute(
+                """
+                SELECT coalesce(sum(data_length), 0)::bigint FROM manifests WHERE kind = 'bytes' AND id IN (
+                  SELECT te.file_id FROM snapshots s JOIN tree_entries te ON te.tree_id = s.manifest_id)
+                """
+            ).int(0, 0)
             return stats
         }
     }
@@ -97,7 +121,8 @@ extension PostgresMetadataStore {
         let r = try conn.execute(
             """
             SELECT s.step, (SELECT coalesce(sum(c.stored_size), 0)::bigint FROM chunks c WHERE c.id IN
-              (SELECT chunk_id FROM tensor_chunks WHERE manifest_id = s.manifest_id))
+              (SELECT tc.chunk_id FROM tensor_chunks tc JOIN manifest_objects o ON o.object_id = tc.manifest_id
+               WHERE o.root_id = s.manifest_id))
             FROM snapshots s JOIN runs r ON r.id = s.run_id WHERE r.name = $1
             """, [.text(run)])
         var result: [Int: Int] = [:]
@@ -110,7 +135,8 @@ extension PostgresMetadataStore {
         let r = try conn.execute(
             """
             SELECT DISTINCT c.hash FROM chunks c JOIN tensor_chunks tc ON tc.chunk_id = c.id
-            WHERE tc.manifest_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived)
+            WHERE tc.manifest_id IN (SELECT o.object_id FROM manifest_objects o
+              WHERE o.root_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived))
             """)
         return Set(try (0..<r.rowCount).map { try digest(r, $0, 0) })
     }

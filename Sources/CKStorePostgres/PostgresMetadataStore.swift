@@ -203,8 +203,13 @@ public final class PostgresMetadataStore {
         }
     }
 
+    /// The size of the file(s) a manifest row `m` reproduces: a safetensors file has its 8-byte
+    /// length prefix and header; a tree's data_length is the total of its files.
+    static let logicalBytesSQL = "CASE m.kind WHEN 'safetensors' THEN 8 + octet_length(m.header) + m.data_length ELSE m.data_length END"
+
     private static let snapshotColumns = """
-        SELECT r.name, s.step, m.digest, s.created_at, 8 + octet_length(m.header) + m.data_length, m.tensor_count
+        SELECT r.name, s.step, m.digest, s.created_at, \(logicalBytesSQL), m.tensor_count, m.kind,
+          CASE m.kind WHEN 'tree' THEN (SELECT count(*) FROM tree_entries te WHERE te.tree_id = m.id) ELSE 1 END
         FROM snapshots s JOIN runs r ON r.id = s.run_id JOIN manifests m ON m.id = s.manifest_id
         """
 
@@ -212,7 +217,9 @@ public final class PostgresMetadataStore {
         try (0..<r.rowCount).map { i in
             SnapshotInfo(
                 run: try r.string(i, 0), step: try r.int(i, 1), digest: try digest(r, i, 2), createdAtMilliseconds: try r.int64(i, 3),
-                logicalBytes: try r.int(i, 4), tensorCount: try r.int(i, 5))
+                logicalBytes: try r.int(i, 4), tensorCount: try r.int(i, 5),
+                kind: ContentKind(rawValue: try r.string(i, 6)) ?? .safetensors,
+                fileCount: try r.int(i, 7))
         }
     }
 

@@ -70,7 +70,7 @@ extension SQLiteMetadataStore {
     /// Every derived snapshot (optionally of one run), newest first.
     package func derivedSnapshots(run: String?) throws -> [DerivedInfo] {
         let sql = """
-            SELECT d.recipe, d.inputs, r.name, m.digest, 8 + length(m.header) + m.data_length, d.created_at
+            SELECT d.recipe, d.inputs, r.name, m.digest, \(Self.logicalBytesSQL), d.created_at
             FROM derived d JOIN manifests m ON m.id = d.manifest_id LEFT JOIN runs r ON r.id = d.run_id
             """
         let map: (Row) throws -> DerivedInfo = { row in

@@ -73,6 +73,14 @@ extension SQLiteMetadataStore {
         return problems
     }
 
+    /// The condition on a manifests row that nothing names it: no snapshot, no derived row, and
+    /// no tree that a snapshot or derived row names (a tree's files live while the tree does).
+    static let unnamedManifest = """
+        id NOT IN (SELECT manifest_id FROM snapshots) AND id NOT IN (SELECT manifest_id FROM derived)
+          AND id NOT IN (SELECT te.file_id FROM tree_entries te
+            WHERE te.tree_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived))
+        """
+
     package func collect(
         options: CollectionOptions, select: () throws -> [SnapshotKey], review: (CollectionChanges) throws -> Void
     ) throws -> CollectionChanges {
@@ -90,11 +98,9 @@ extension SQLiteMetadataStore {
                 changes.removedDerivedRecipes = try db.statement("SELECT recipe FROM derived ORDER BY id").rows { $0.text(0) }
                 try db.execute("DELETE FROM derived")
             }
-            try db.execute(
-                """
-                DELETE FROM manifests WHERE id NOT IN (SELECT manifest_id FROM snapshots)
-                  AND id NOT IN (SELECT manifest_id FROM derived)
-                """)
+            // Trees first, then the files nothing names any more (as in PostgreSQL).
+            try db.execute("DELETE FROM manifests WHERE kind = 'tree' AND \(Self.unnamedManifest)")
+            try db.execute("DELETE FROM manifests WHERE \(Self.unnamedManifest)")
             let unused = "FROM chunks WHERE id NOT IN (SELECT chunk_id FROM tensor_chunks)"
             changes.releasedChunks = Set(try db.statement("SELECT hash \(unused)").rows { SHA256Digest(bytes: $0.blob(0))! })
             try db.execute("DELETE \(unused)")
@@ -111,12 +117,7 @@ extension SQLiteMetadataStore {
                 try db.statement("DELETE FROM derived WHERE manifest_id = (SELECT id FROM manifests WHERE digest = ?)").run([
                     .blob(digest.bytes)
                 ])
-                try db.statement(
-                    """
-                    DELETE FROM manifests WHERE digest = ? AND id NOT IN (SELECT manifest_id FROM snapshots)
-                      AND id NOT IN (SELECT manifest_id FROM derived)
-                    """
-                ).run([.blob(digest.bytes)])
+                try db.statement("DELETE FROM manifests WHERE digest = ? AND \(Self.unnamedManifest)").run([.blob(digest.bytes)])
             }
             var dropped: [SHA256Digest] = []
             for hash in unusedChunks {

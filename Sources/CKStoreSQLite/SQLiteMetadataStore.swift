@@ -132,15 +132,22 @@ package final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
         }
     }
 
+    /// The size of the file(s) a manifest row reproduces (`m` is the manifests row): a
+    /// safetensors file has its 8-byte length prefix and header; a tree's data_length is the
+    /// total of its files.
+    static let logicalBytesSQL = "CASE m.kind WHEN 'safetensors' THEN 8 + length(m.header) + m.data_length ELSE m.data_length END"
+
     private static let snapshotColumns = """
-        SELECT r.name, s.step, m.digest, s.created_at, 8 + length(m.header) + m.data_length, m.tensor_count
+        SELECT r.name, s.step, m.digest, s.created_at, \(logicalBytesSQL), m.tensor_count, m.kind,
+          CASE m.kind WHEN 'tree' THEN (SELECT count(*) FROM tree_entries te WHERE te.tree_id = m.id) ELSE 1 END
         FROM snapshots s JOIN runs r ON r.id = s.run_id JOIN manifests m ON m.id = s.manifest_id
         """
 
     private static func snapshotInfo(_ row: Row) -> SnapshotInfo {
         SnapshotInfo(
             run: row.text(0), step: row.int(1), digest: SHA256Digest(bytes: row.blob(2))!,
-            createdAtMilliseconds: Int64(row.int(3)), logicalBytes: row.int(4), tensorCount: row.int(5))
+            createdAtMilliseconds: Int64(row.int(3)), logicalBytes: row.int(4), tensorCount: row.int(5),
+            kind: ContentKind(rawValue: row.text(6)) ?? .safetensors, fileCount: row.int(7))
     }
 
     package func snapshots(run: String) throws -> [SnapshotInfo]? {
@@ -175,10 +182,18 @@ package final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
     }
 
     package func manifest(_ digest: SHA256Digest) throws -> Manifest? {
+        try manifestRows(digest, kind: .safetensors)
+    }
+
+    /// The rows of a content object of `kind` as a `Manifest` (a bytes file's pseudo tensor is
+    /// its one tensor), or nil when there is no object of that kind with this digest.
+    func manifestRows(_ digest: SHA256Digest, kind: ContentKind) throws -> Manifest? {
         try db.readTransaction { () throws -> Manifest? in
             guard
-                let (id, header, dataLength) = try db.statement("SELECT id, header, data_length FROM manifests WHERE digest = ?")
-                    .firstRow([.blob(digest.bytes)], { ($0.int(0), $0.blob(1), $0.int(2)) })
+                let (id, header, dataLength) = try db.statement(
+                    "SELECT id, header, data_length FROM manifests WHERE digest = ? AND kind = ?"
+                )
+                .firstRow([.blob(digest.bytes), .text(kind.rawValue)], { ($0.int(0), $0.blob(1), $0.int(2)) })
             else { return nil }
             var chunksByTensor: [Int: [ChunkRef]] = [:]
             try db.statement(
@@ -257,7 +272,7 @@ package final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
             var stats = StoreStatistics()
             stats.runs = try db.statement("SELECT count(*) FROM runs").firstRow { $0.int(0) } ?? 0
             try db.statement(
-                "SELECT count(*), coalesce(sum(8 + length(m.header) + m.data_length), 0) FROM snapshots s JOIN manifests m ON m.id = s.manifest_id"
+                "SELECT count(*), coalesce(sum(\(Self.logicalBytesSQL)), 0) FROM snapshots s JOIN manifests m ON m.id = s.manifest_id"
             ).firstRow { row in
                 stats.snapshots = row.int(0)
                 stats.logicalBytes = row.int(1)
@@ -265,7 +280,8 @@ package final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
             try db.statement(
                 """
                 SELECT count(*), coalesce(sum(raw_size), 0), coalesce(sum(stored_size), 0) FROM chunks WHERE id IN (
-                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN snapshots s ON s.manifest_id = tc.manifest_id)
+                  SELECT tc.chunk_id FROM tensor_chunks tc JOIN manifest_objects o ON o.object_id = tc.manifest_id
+                  JOIN snapshots s ON s.manifest_id = o.root_id)
                 """
             ).firstRow { row in
                 stats.blobCount = row.int(0)
@@ -276,12 +292,29 @@ package final class SQLiteMetadataStore: MetadataStore, ChunkIndex {
                 """
                 SELECT count(*), coalesce(sum(stored_size), 0) FROM chunks WHERE id IN (
                   SELECT tc.chunk_id FROM tensor_chunks tc JOIN derived d ON d.manifest_id = tc.manifest_id)
-                AND id NOT IN (SELECT tc.chunk_id FROM tensor_chunks tc JOIN snapshots s ON s.manifest_id = tc.manifest_id)
+                AND id NOT IN (SELECT tc.chunk_id FROM tensor_chunks tc JOIN manifest_objects o ON o.object_id = tc.manifest_id
+                  JOIN snapshots s ON s.manifest_id = o.root_id)
                 """
             ).firstRow { row in
                 stats.derivedBlobs = row.int(0)
                 stats.derivedBytes = row.int(1)
             }
+            try db.statement(
+                """
+                SELECT count(*), coalesce(sum(f.data_length), 0) FROM snapshots s JOIN tree_entries te ON te.tree_id = s.manifest_id
+                JOIN manifests f ON f.id = te.file_id WHERE f.kind = 'bytes'
+                """
+            ).firstRow { row in
+                stats.sideFiles = row.int(0)
+                stats.sideFileBytes = row.int(1)
+            }
+            stats.sideFileUniqueBytes =
+                try db.statement(
+                    """
+                    SELECT coalesce(sum(data_length), 0) FROM manifests WHERE kind = 'bytes' AND id IN (
+                      SELECT te.file_id FROM snapshots s JOIN tree_entries te ON te.tree_id = s.manifest_id)
+                    """
+                ).firstRow { $0.int(0) } ?? 0
             return stats
         }
     }
@@ -293,7 +326,8 @@ extension SQLiteMetadataStore {
         try db.statement(
             """
             SELECT s.step, (SELECT coalesce(sum(c.stored_size), 0) FROM chunks c WHERE c.id IN
-              (SELECT chunk_id FROM tensor_chunks WHERE manifest_id = s.manifest_id))
+              (SELECT tc.chunk_id FROM tensor_chunks tc JOIN manifest_objects o ON o.object_id = tc.manifest_id
+               WHERE o.root_id = s.manifest_id))
             FROM snapshots s JOIN runs r ON r.id = s.run_id WHERE r.name = ?
             """
         ).forEachRow([.text(run)]) { result[$0.int(0)] = $0.int(1) }
@@ -305,7 +339,8 @@ extension SQLiteMetadataStore {
         try db.statement(
             """
             SELECT DISTINCT c.hash FROM chunks c JOIN tensor_chunks tc ON tc.chunk_id = c.id
-            WHERE tc.manifest_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived)
+            WHERE tc.manifest_id IN (SELECT o.object_id FROM manifest_objects o
+              WHERE o.root_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived))
             """
         ).forEachRow { set.insert(SHA256Digest(bytes: $0.blob(0))!) }
         return set

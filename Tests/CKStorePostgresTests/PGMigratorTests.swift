@@ -17,8 +17,9 @@ struct PGMigratorTests {
             let names = try (0..<tables.rowCount).map { try tables.string($0, 0) }
             #expect(
                 names == [
-                    "chunks", "derived", "manifests", "metrics", "runs", "schema_migrations", "snapshots", "store_state", "tensor_chunks",
-                    "tensors",
+                    "chunks", "derived", "manifest_objects", "manifests", "metrics", "runs", "schema_migrations", "snapshots",
+                    "store_state",
+                    "tensor_chunks", "tensors", "tree_entries",
                 ])
             let recorded = try conn.execute("SELECT id::bigint, name, applied_at FROM schema_migrations ORDER BY id")
             #expect(try (0..<recorded.rowCount).map { try recorded.string($0, 1) } == postgresSchemaMigrations.map(\.name))

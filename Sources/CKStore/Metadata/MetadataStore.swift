@@ -44,11 +44,12 @@ package protocol MetadataStore: AnyObject {
     /// Every chunk row, ordered by hash. Read-only.
     func chunkRows() throws -> [ChunkRow]
 
-    /// Every use of a chunk by a tensor of a stored manifest (snapshot or derived), one entry
-    /// per (chunk, manifest, tensor), in no particular order. Read-only (fsck).
+    /// Every use of a chunk by a tensor of a stored manifest (snapshot, derived, or a file of a
+    /// tree; a bytes file's use is its pseudo tensor `bytes`), one entry per (chunk, manifest, tensor), in no particular order. Read-only (fsck).
     func chunkUses() throws -> [ChunkUse]
 
-    /// The chunks some snapshot or derived snapshot refers to (everything else is garbage).
+    /// The chunks some snapshot or derived snapshot refers to, directly or through the files of
+    /// a tree (everything else is garbage).
     func referencedChunkHashes() throws -> Set<SHA256Digest>
 
     /// Sets the recorded stored size of chunks whose blob was just written again (its old blob
@@ -70,6 +71,17 @@ package protocol MetadataStore: AnyObject {
     /// - Throws: `CKStoreError.conflict` when the step names other content and `force` is
     ///   false (nothing changes).
     func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
+        outcome: CommitOutcome, droppedMetrics: Int
+    )
+
+    /// Records a tree snapshot under `run`@`step` in one transaction: the run (if new), every
+    /// file object of the tree that is not stored yet (with its chunk rows), the tree manifest
+    /// and its entries, the snapshot, and `metrics`. The same decisions as
+    /// `commit(manifest:…)`: identical content is `.unchanged`, other content is a `.conflict`
+    /// without `force` and replaced with it (what the replaced content alone used is deleted),
+    /// and the metrics measured on replaced content are dropped (their count is returned).
+    /// `snapshot.files` must hold the content of every entry (`.integrity` otherwise).
+    func commit(tree snapshot: TreeSnapshot, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
         outcome: CommitOutcome, droppedMetrics: Int
     )
 
@@ -104,10 +116,22 @@ package protocol MetadataStore: AnyObject {
     /// True when a manifest with this digest is stored (named by a snapshot or a derived row).
     func hasManifest(_ digest: SHA256Digest) throws -> Bool
 
-    /// A stored manifest, or nil.
+    /// A stored safetensors manifest, or nil (also when the digest names a tree or a bytes file:
+    /// see `contentKind(_:)`).
     /// - Throws: `CKStoreError.integrity` (naming the digest and tensor) when its rows cannot
     ///   describe a valid file (damaged dtype, shape, offsets or chunk rows).
     func manifest(_ digest: SHA256Digest) throws -> Manifest?
+
+    /// The kind of the stored content object with this digest, or nil when none is stored.
+    func contentKind(_ digest: SHA256Digest) throws -> ContentKind?
+
+    /// A stored tree manifest, or nil (also when the digest names another kind of object).
+    /// - Throws: `CKStoreError.integrity` when its entry rows cannot describe a valid tree.
+    func tree(_ digest: SHA256Digest) throws -> TreeManifest?
+
+    /// A stored opaque file, or nil (also when the digest names another kind of object).
+    /// - Throws: `CKStoreError.integrity` when its rows cannot describe a valid file.
+    func bytesFile(_ digest: SHA256Digest) throws -> BytesFile?
 
     /// Tensor rows whose offsets or lengths are outside any valid range (negative, beyond
     /// `maxOffset`), or that use a chunk whose raw size exceeds `maxRawSize`: the first such

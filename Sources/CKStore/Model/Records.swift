@@ -29,17 +29,26 @@ public struct SnapshotInfo: Sendable, Equatable {
     public let createdAtMilliseconds: Int64
     /// The size of the safetensors file it reproduces.
     public let logicalBytes: Int
-    /// The number of tensors.
+    /// The number of tensors (of all its safetensors files, for a tree).
     public let tensorCount: Int
+    /// `.safetensors` for a single-file snapshot, `.tree` for a snapshot of several files.
+    public let kind: ContentKind
+    /// The number of files (1 for a single-file snapshot).
+    public let fileCount: Int
 
     /// Creates a record.
-    package init(run: String, step: Int, digest: SHA256Digest, createdAtMilliseconds: Int64, logicalBytes: Int, tensorCount: Int) {
+    package init(
+        run: String, step: Int, digest: SHA256Digest, createdAtMilliseconds: Int64, logicalBytes: Int, tensorCount: Int,
+        kind: ContentKind = .safetensors, fileCount: Int = 1
+    ) {
         self.run = run
         self.step = step
         self.digest = digest
         self.createdAtMilliseconds = createdAtMilliseconds
         self.logicalBytes = logicalBytes
         self.tensorCount = tensorCount
+        self.kind = kind
+        self.fileCount = fileCount
     }
 
     /// `sha256:<hex>`.
@@ -86,7 +95,8 @@ public struct StoreStatistics: Sendable, Equatable {
     /// Number of runs and named snapshots.
     public var runs = 0
     public var snapshots = 0
-    /// Sum of the file sizes of all named snapshots (what `get` of each would produce).
+    /// Sum of the file sizes of all named snapshots (what `get` of each would produce; every
+    /// file of a tree counts).
     public var logicalBytes = 0
     /// Sum of the raw sizes of the distinct chunks those snapshots use.
     public var uniqueRawBytes = 0
@@ -97,6 +107,12 @@ public struct StoreStatistics: Sendable, Equatable {
     /// Blobs only derived snapshots (cached query results) refer to; gc may drop them.
     public var derivedBytes = 0
     public var derivedBlobs = 0
+    /// Side files (the non-safetensors files of tree snapshots): how many entries all trees
+    /// hold, their total size, and the size of the distinct files among them (an unchanged
+    /// `config.json` at every step is stored once: logical grows, unique does not).
+    public var sideFiles = 0
+    public var sideFileBytes = 0
+    public var sideFileUniqueBytes = 0
     /// Blob files (and temporary files) nothing refers to: what `gc` would free.
     public var orphanBytes = 0
     public var orphanBlobs = 0

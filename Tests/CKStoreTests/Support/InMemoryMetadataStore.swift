@@ -17,6 +17,14 @@ struct InMemoryTables: Sendable {
         /// Tensor infos and their chunk hashes (sizes come from the chunk rows).
         let tensors: [(info: TensorInfo, chunks: [SHA256Digest])]
         let createdAt: Int64
+        /// The object's kind; a tree's files, by position.
+        var kind: ContentKind = .safetensors
+        var entries: [(path: String, digest: SHA256Digest)] = []
+        /// Total tensors (a tree's, of its safetensors files).
+        var tensorCount: Int? = nil
+
+        /// The size of the file(s) it reproduces.
+        var logicalBytes: Int { kind == .safetensors ? 8 + headerBytes.count + dataLength : dataLength }
     }
 
     struct StoredSnapshot: Sendable {
@@ -60,6 +68,16 @@ struct InMemoryTables: Sendable {
         snapshots.values.contains { $0.digest == digest } || derived.values.contains { $0.digest == digest }
     }
 
+    /// True when some stored tree lists `digest` among its files.
+    func isTreeFile(_ digest: SHA256Digest) -> Bool {
+        manifests.values.contains { $0.kind == .tree && $0.entries.contains { $0.digest == digest } }
+    }
+
+    /// The objects a named digest stands for: itself and, for a tree, its files.
+    func objects(_ digest: SHA256Digest) -> [SHA256Digest] {
+        [digest] + (manifests[digest]?.entries.map(\.digest) ?? [])
+    }
+
     func manifestValue(_ digest: SHA256Digest) -> Manifest? {
         guard let stored = manifests[digest] else { return nil }
         let tensors = stored.tensors.map { tensor in
@@ -77,7 +95,8 @@ struct InMemoryTables: Sendable {
         let manifest = manifests[snapshot.digest]!
         return SnapshotInfo(
             run: key.run, step: key.step, digest: snapshot.digest, createdAtMilliseconds: snapshot.createdAt,
-            logicalBytes: 8 + manifest.headerBytes.count + manifest.dataLength, tensorCount: manifest.tensors.count)
+            logicalBytes: manifest.logicalBytes, tensorCount: manifest.tensorCount ?? manifest.tensors.count, kind: manifest.kind,
+            fileCount: manifest.kind == .tree ? manifest.entries.count : 1)
     }
 
     /// Chunks used by the manifests named by snapshots (and, with `derived`, by derived rows).
@@ -86,22 +105,55 @@ struct InMemoryTables: Sendable {
         if bySnapshots { digests.formUnion(snapshots.values.map(\.digest)) }
         if byDerived { digests.formUnion(derived.values.map(\.digest)) }
         var used = Set<SHA256Digest>()
-        for digest in digests { for tensor in manifests[digest]?.tensors ?? [] { used.formUnion(tensor.chunks) } }
+        for digest in digests.flatMap(objects) { for tensor in manifests[digest]?.tensors ?? [] { used.formUnion(tensor.chunks) } }
         return used
     }
 
     mutating func insertManifestIfNew(_ manifest: Manifest, now: Int64) {
-        guard manifests[manifest.digest] == nil else { return }
-        for chunk in manifest.tensors.flatMap(\.chunks) where chunks[chunk.hash] == nil {
+        insertObjectIfNew(
+            manifest.digest, kind: .safetensors, header: manifest.headerBytes, dataLength: manifest.dataLength,
+            tensors: manifest.tensors, now: now)
+    }
+
+    mutating func insertObjectIfNew(
+        _ digest: SHA256Digest, kind: ContentKind, header: [UInt8], dataLength: Int, tensors: [TensorEntry],
+        entries: [(path: String, digest: SHA256Digest)] = [], tensorCount: Int? = nil, now: Int64
+    ) {
+        guard manifests[digest] == nil else { return }
+        for chunk in tensors.flatMap(\.chunks) where chunks[chunk.hash] == nil {
             chunks[chunk.hash] = ChunkRow(hash: chunk.hash, rawSize: chunk.rawSize, storedSize: chunk.storedSize)
         }
-        manifests[manifest.digest] = StoredManifest(
-            id: newID(), headerBytes: manifest.headerBytes, dataLength: manifest.dataLength,
-            tensors: manifest.tensors.map { ($0.info, $0.chunks.map(\.hash)) }, createdAt: now)
+        manifests[digest] = StoredManifest(
+            id: newID(), headerBytes: header, dataLength: dataLength,
+            tensors: tensors.map { ($0.info, $0.chunks.map(\.hash)) }, createdAt: now, kind: kind, entries: entries,
+            tensorCount: tensorCount)
+    }
+
+    mutating func insertTreeIfNew(_ snapshot: TreeSnapshot, now: Int64) throws {
+        let tree = snapshot.tree
+        guard manifests[tree.digest] == nil else { return }
+        var tensorCount = 0
+        for entry in tree.entries {
+            guard let content = snapshot.files[entry.digest] else {
+                throw CKStoreError(.integrity, "tree sha256:\(tree.digest.hex): no content for '\(entry.path)'")
+            }
+            switch content {
+            case .safetensors(let manifest):
+                tensorCount += manifest.tensors.count
+                insertManifestIfNew(manifest, now: now)
+            case .bytes(let file):
+                insertObjectIfNew(file.digest, kind: .bytes, header: [], dataLength: file.size, tensors: [file.pseudoTensor], now: now)
+            }
+        }
+        insertObjectIfNew(
+            tree.digest, kind: .tree, header: [], dataLength: tree.totalSize, tensors: [],
+            entries: tree.entries.map { ($0.path, $0.digest) }, tensorCount: tensorCount, now: now)
     }
 
     mutating func deleteManifestIfUnreferenced(_ digest: SHA256Digest) {
-        if !isNamed(digest) { manifests[digest] = nil }
+        guard let stored = manifests[digest], !isNamed(digest), !isTreeFile(digest) else { return }
+        manifests[digest] = nil
+        for file in Set(stored.entries.map(\.digest)) { deleteManifestIfUnreferenced(file) }
     }
 
     mutating func dropMetrics(run: String, step: Int, includingStep: Bool) -> Int {
@@ -200,6 +252,23 @@ final class InMemoryMetadataStore: MetadataStore {
     func commit(manifest: Manifest, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
         outcome: CommitOutcome, droppedMetrics: Int
     ) {
+        try commitNamed(manifest.digest, run: run, step: step, metrics: metrics, force: force) { tables, now in
+            tables.insertManifestIfNew(manifest, now: now)
+        }
+    }
+
+    func commit(tree snapshot: TreeSnapshot, run: String, step: Int, metrics: [(String, Double)], force: Bool) throws -> (
+        outcome: CommitOutcome, droppedMetrics: Int
+    ) {
+        try commitNamed(snapshot.tree.digest, run: run, step: step, metrics: metrics, force: force) { tables, now in
+            try tables.insertTreeIfNew(snapshot, now: now)
+        }
+    }
+
+    private func commitNamed(
+        _ digest: SHA256Digest, run: String, step: Int, metrics: [(String, Double)], force: Bool,
+        insert: (inout InMemoryTables, Int64) throws -> Void
+    ) throws -> (outcome: CommitOutcome, droppedMetrics: Int) {
         try database.write { tables in
             let now = nowMilliseconds()
             if !tables.runs.contains(run) { tables.runs.append(run) }
@@ -210,19 +279,19 @@ final class InMemoryMetadataStore: MetadataStore {
                     tables.metrics[InMemoryTables.MetricKey(run: run, step: step, variant: "raw", name: name)] = value
                 }
             }
-            if let existing, existing.digest == manifest.digest {
+            if let existing, existing.digest == digest {
                 recordMetrics()
                 return (true, (CommitOutcome.unchanged, 0))
             }
             if let existing, !force {
                 throw CKStoreError(
                     .conflict,
-                    "\(run)@\(step) already holds sha256:\(existing.digest.hex), not sha256:\(manifest.digest.hex); use --force to replace it"
+                    "\(run)@\(step) already holds sha256:\(existing.digest.hex), not sha256:\(digest.hex); use --force to replace it"
                 )
             }
-            tables.insertManifestIfNew(manifest, now: now)
+            try insert(&tables, now)
             let dropped = tables.dropMetrics(run: run, step: step, includingStep: existing != nil)
-            tables.snapshots[key] = InMemoryTables.StoredSnapshot(digest: manifest.digest, createdAt: now)
+            tables.snapshots[key] = InMemoryTables.StoredSnapshot(digest: digest, createdAt: now)
             let outcome: CommitOutcome
             if let existing {
                 tables.deleteManifestIfUnreferenced(existing.digest)
@@ -274,7 +343,7 @@ final class InMemoryMetadataStore: MetadataStore {
         read { tables in
             var result: [Int: Int] = [:]
             for (key, snapshot) in tables.snapshots where key.run == run {
-                let hashes = Set(tables.manifests[snapshot.digest]!.tensors.flatMap(\.chunks))
+                let hashes = Set(tables.objects(snapshot.digest).flatMap { tables.manifests[$0]!.tensors.flatMap(\.chunks) })
                 result[key.step] = hashes.reduce(0) { $0 + tables.chunks[$1]!.storedSize }
             }
             return result
@@ -295,9 +364,30 @@ final class InMemoryMetadataStore: MetadataStore {
     func hasManifest(_ digest: SHA256Digest) throws -> Bool { read { $0.manifests[digest] != nil } }
 
     func manifest(_ digest: SHA256Digest) throws -> Manifest? {
-        guard let manifest = read({ $0.manifestValue(digest) }) else { return nil }
+        guard read({ $0.manifests[digest]?.kind }) == .safetensors, let manifest = read({ $0.manifestValue(digest) }) else { return nil }
         if let problem = manifest.layoutProblem() { throw CKStoreError(.integrity, "snapshot sha256:\(digest.hex): \(problem)") }
         return manifest
+    }
+
+    func contentKind(_ digest: SHA256Digest) throws -> ContentKind? { read { $0.manifests[digest]?.kind } }
+
+    func tree(_ digest: SHA256Digest) throws -> TreeManifest? {
+        try read { tables -> TreeManifest? in
+            guard let stored = tables.manifests[digest], stored.kind == .tree else { return nil }
+            let entries = try stored.entries.map { path, file -> TreeEntry in
+                guard let object = tables.manifests[file], object.kind != .tree else {
+                    throw CKStoreError(.integrity, "tree sha256:\(digest.hex): entry '\(path)' names a damaged file row")
+                }
+                return TreeEntry(path: path, kind: object.kind, size: object.logicalBytes, digest: file)
+            }
+            return try TreeManifest(entries: entries, recordedDigest: digest)
+        }
+    }
+
+    func bytesFile(_ digest: SHA256Digest) throws -> BytesFile? {
+        guard read({ $0.manifests[digest]?.kind }) == .bytes, let rows = read({ $0.manifestValue(digest) }) else { return nil }
+        if let problem = rows.layoutProblem() { throw CKStoreError(.integrity, "file sha256:\(digest.hex): \(problem)") }
+        return try BytesFile(fromRows: rows)
     }
 
     func tensorRowsOutOfRange(maxOffset: Int, maxRawSize: Int) throws -> [TensorRowRange] {
@@ -341,10 +431,16 @@ final class InMemoryMetadataStore: MetadataStore {
             var stats = StoreStatistics()
             stats.runs = tables.runs.count
             stats.snapshots = tables.snapshots.count
-            stats.logicalBytes = tables.snapshots.values.reduce(0) { total, snapshot in
-                let manifest = tables.manifests[snapshot.digest]!
-                return total + 8 + manifest.headerBytes.count + manifest.dataLength
+            stats.logicalBytes = tables.snapshots.values.reduce(0) { $0 + tables.manifests[$1.digest]!.logicalBytes }
+            var sideUnique = Set<SHA256Digest>()
+            for snapshot in tables.snapshots.values {
+                for file in tables.manifests[snapshot.digest]!.entries.map(\.digest) where tables.manifests[file]!.kind == .bytes {
+                    stats.sideFiles += 1
+                    stats.sideFileBytes += tables.manifests[file]!.dataLength
+                    sideUnique.insert(file)
+                }
             }
+            stats.sideFileUniqueBytes = sideUnique.reduce(0) { $0 + tables.manifests[$1]!.dataLength }
             let used = tables.chunksUsed(bySnapshots: true, byDerived: false)
             stats.blobCount = used.count
             stats.uniqueRawBytes = used.reduce(0) { $0 + tables.chunks[$1]!.rawSize }
@@ -403,7 +499,7 @@ final class InMemoryMetadataStore: MetadataStore {
                     guard let manifest = tables.manifests[row.digest] else { return nil }
                     return DerivedInfo(
                         recipe: row.recipe, inputs: row.inputs, run: row.run, digest: row.digest,
-                        logicalBytes: 8 + manifest.headerBytes.count + manifest.dataLength, createdAtMilliseconds: row.createdAt)
+                        logicalBytes: manifest.logicalBytes, createdAtMilliseconds: row.createdAt)
                 }
         }
     }
