@@ -51,11 +51,13 @@ private func readAll(_ path: String) -> [UInt8] {
             for (i, p) in plans.enumerated() {
                 #expect(!reports[i].fromCache)
                 let single = try alone.materialize(try alone.plan(p.query, run: "r"), to: .file(dir.file("alone-\(i)")))
-                #expect(readAll(files[i]) == readAll(dir.file("alone-\(i)")), "\(p.recipe)")
+                let same = readAll(files[i]) == readAll(dir.file("alone-\(i)"))
+                #expect(same, "\(p.recipe): the sweep's bytes differ from the single query's")
                 #expect(reports[i].derivedDigest != nil && reports[i].derivedDigest == single.derivedDigest, "\(p.recipe)")
                 let again = try store.materialize(p, to: .file(dir.file("again-\(i)")))
                 #expect(again.fromCache, "\(p.recipe) is not a cache hit after the sweep")
-                #expect(readAll(dir.file("again-\(i)")) == readAll(files[i]))
+                let cached = readAll(dir.file("again-\(i)")) == readAll(files[i])
+                #expect(cached, "\(p.recipe): the cached result differs")
             }
             // A second sweep serves every result from the cache.
             let second = try store.materializeSweep(plans, to: plans.map { _ in nil })
@@ -79,7 +81,8 @@ private func readAll(_ path: String) -> [UInt8] {
             #expect(reports.allSatisfy { $0.derivedDigest == nil })
             for (i, p) in plans.enumerated() {
                 _ = try store.materialize(p, to: .file(dir.file("one\(i)")), useCache: false)
-                #expect(readAll(dir.file("s\(i)")) == readAll(dir.file("one\(i)")), "\(p.recipe)")
+                let same = readAll(dir.file("s\(i)")) == readAll(dir.file("one\(i)"))
+                #expect(same, "\(p.recipe): the sweep's bytes differ from the single query's")
             }
             #expect(try store.derivedSnapshots(run: nil).isEmpty)
         }
@@ -168,7 +171,8 @@ private func readAll(_ path: String) -> [UInt8] {
             let second = try store.materializeSweep(plans, to: [.file(dir.file("y0")), .file(dir.file("y1"))])
             #expect(second[0].fromCache)
             #expect(!second[1].fromCache && second[1].cacheNotes.count == 1)
-            #expect(readAll(dir.file("y1")) == readAll(dir.file("x1")))
+            let same = readAll(dir.file("y1")) == readAll(dir.file("x1"))
+            #expect(same, "the recomputed result differs")
             #expect(try store.materialize(plans[1], to: nil).fromCache)
         }
     }

@@ -47,6 +47,8 @@ def snapshot_bytes(step: int) -> dict[str, tuple[str, list[int], bytes]]:
     """F32 (3 chunks of 4 KiB and a bit), BF16 and F16 tensors with special values, and an I64."""
     rng = np.random.default_rng(step)
     f32 = (rng.normal(0, 1, 3100) * (1 + step / 100)).astype(np.float32)
+    # random bit patterns: every exponent, so that the order of the additions shows
+    f32[1500:] = rng.integers(0, 2**32, 1600, dtype=np.uint64).astype(np.uint32).view(np.float32)
     f32[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.4e-45]
     f32[6] = 1.0 + step * 2.0**-23
     bf16 = (rng.normal(0, 3, 2200).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
