@@ -258,7 +258,7 @@ extension Store {
         let workers = configuration.effectiveWorkers
         let inputCount = steps.count
         let pipeline = OrderedPipeline<SweepJob, SweepResult, SweepWorker>(
-            workers: workers, capacity: workers + 1,
+            workers: workers, capacity: workers,
             makeState: {
                 SweepWorker(
                     inputCount: inputCount, bufferSize: bufferSize,
