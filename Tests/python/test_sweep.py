@@ -355,3 +355,52 @@ def test_bad_arguments_are_one_line_usage_errors(run_store, ckstore_bin, ckstore
     assert message in lines[0], lines[0]
     assert derived_count(ckstore) == 0
     assert ckstore("ls", "--run", RUN, "--json").stdout == before
+
+
+# --------------------------------------------------------------------------------------------
+# failures while computing, signals
+
+
+def test_a_damaged_input_fails_its_step_with_exit_3_and_other_steps_still_run(run_store, ckstore_bin, ckstore, tmp_path):
+    """Damage the blobs of step 250's F32 tensor (read by the window at 500, not at 3000)."""
+    import hashlib
+    data = snapshot_bytes(250)["a.weight"][2]
+    damaged = 0
+    for start in range(0, len(data), 4096):
+        h = hashlib.sha256(data[start:start + 4096]).hexdigest()
+        blob = Path(run_store) / "objects" / h[:2] / h
+        blob.chmod(0o644)
+        raw = bytearray(blob.read_bytes())
+        raw[-1] ^= 0xFF
+        blob.write_bytes(bytes(raw))
+        damaged += 1
+    assert damaged == 4
+    log = tmp_path / "log"
+    proc = run_sweep(ckstore_bin, run_store, tmp_path, "--run", RUN, "--lawa", "k=2", "--stride", "250",
+                     "--at", "500,3000", "--exec", f"echo {{step}} >> '{log}'")
+    assert proc.returncode == 3, proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("ckstore: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"ckstore: error: sweep: {RUN}@500: ") and f"{RUN}@250" in errors[0], errors
+    assert log.read_text().split() == ["3000"]
+
+
+def test_sigint_stops_the_sweep_kills_cmd_and_removes_its_files(run_store, ckstore_bin, tmp_path):
+    import signal
+    import time
+    started = tmp_path / "started"
+    env = sweep_env(tmp_path)
+    proc = subprocess.Popen([ckstore_bin, "--store", run_store, "sweep", "--run", RUN, "--lawa", "k=2,3", "--stride", "250",
+                             "--at", "3000", "--exec", f"touch '{started}'; sleep 60; touch '{tmp_path}/finished'"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "CMD never started"
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.time() - t0 < 10
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "sweep: stopped by signal 2" in err
+    assert not (tmp_path / "finished").exists()
+    assert not list(Path(env["TMPDIR"]).iterdir()), "temporary files left behind"
