@@ -141,9 +141,12 @@ def test_sweep_serves_cached_pairs_and_computes_the_rest(run_store, ckstore_bin,
 
 
 def test_sweep_without_exec_only_caches(run_store, ckstore_bin, ckstore, tmp_path):
-    proc = run_sweep(ckstore_bin, run_store, tmp_path, "--run", RUN, "--lawa", "k=2,3", "--stride", "250", "--at", "1000")
+    proc = run_sweep(ckstore_bin, run_store, tmp_path, "--run", RUN, "--lawa", "k=3,2", "--stride", "250", "--at", "1000,750")
     assert proc.returncode == 0, proc.stderr
-    assert derived_count(ckstore) == 2
+    assert derived_count(ckstore) == 4
+    # ascending step, then k, then stride, whatever order they were given in
+    recipes = [l.split(": ")[1] for l in proc.stderr.splitlines() if l.startswith("sweep: lawa")]
+    assert recipes == [f"lawa run={RUN} k={k} stride=250 at={at}" for at in (750, 1000) for k in (2, 3)], proc.stderr
 
 
 def test_no_cache_stores_nothing(run_store, ckstore_bin, ckstore, tmp_path):

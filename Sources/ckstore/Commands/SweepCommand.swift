@@ -100,7 +100,7 @@ enum SweepCommand {
         if exec?.isEmpty == true { throw args.usage("--exec needs a command") }
         if noCache && exec == nil && !dryRun { throw args.usage("--no-cache needs --exec (nothing would be kept)") }
         return Options(
-            run: run, ks: ks, strides: strides, steps: steps, exec: exec, dryRun: dryRun, noCache: noCache, quiet: quiet)
+            run: run, ks: ks, strides: strides, steps: steps.sorted(), exec: exec, dryRun: dryRun, noCache: noCache, quiet: quiet)
     }
 
     private static func run(_ args: inout Arguments, _ globals: GlobalOptions) throws(CKStoreError) -> Int32 {
