@@ -135,7 +135,7 @@ private func readAll(_ path: String) -> [UInt8] {
         }
     }
 
-    @Test func plansEndingAtDifferentStepsAreRefused() throws {
+    @Test func plansThatAreNotLAWAWindowsEndingAtOneStepAreRefused() throws {
         try withTemporaryDirectory { dir in
             let path = dir.file("store")
             try Store.initialize(at: path)
@@ -145,6 +145,17 @@ private func readAll(_ path: String) -> [UInt8] {
             let b = try store.plan(.lawa(k: 2, stride: 10, at: 10), run: "r")
             #expect {
                 _ = try store.materializeSweep([a, b], to: [nil, nil])
+            } throws: { error in
+                (error as? CKStoreError)?.code == .usage
+            }
+            let mean = try store.plan(.mean(refs: ["r@10", "r@20"], weights: nil), run: nil)
+            #expect {
+                _ = try store.materializeSweep([a, mean], to: [nil, nil])
+            } throws: { error in
+                (error as? CKStoreError)?.code == .usage
+            }
+            #expect {
+                _ = try store.materializeSweep([a], to: [nil, nil])
             } throws: { error in
                 (error as? CKStoreError)?.code == .usage
             }

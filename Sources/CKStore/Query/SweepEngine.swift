@@ -147,10 +147,17 @@ extension Store {
     public func materializeSweep(_ plans: [QueryPlan], to targets: [OutputTarget?], useCache requested: Bool = true)
         throws(CKStoreError) -> [AverageReport]
     {
-        precondition(plans.count == targets.count, "one target per plan")
+        guard plans.count == targets.count else {
+            throw CKStoreError(.usage, "a sweep needs one target per plan: \(plans.count) plans, \(targets.count) targets")
+        }
         guard let newest = plans.first?.inputs.last else { return [] }
-        for plan in plans where plan.inputs.last?.step != newest.step || plan.run != plans[0].run {
-            throw CKStoreError(.usage, "a sweep's plans must all end at \(newest.label); \(plan.recipe) does not")
+        for plan in plans {
+            guard case .lawa = plan.query, plan.inputs.allSatisfy({ $0.step != nil }) else {
+                throw CKStoreError(.usage, "a sweep computes LAWA plans only; \(plan.recipe) is not one")
+            }
+            guard plan.inputs.last?.step == newest.step, plan.run == plans[0].run else {
+                throw CKStoreError(.usage, "a sweep's plans must all end at \(newest.label); \(plan.recipe) does not")
+            }
         }
         let start = nowMilliseconds()
         let useCache = requested && !isReadOnly
