@@ -598,7 +598,8 @@ def main() -> int:
     if "sweep" in raw:
         import sweep_bench
         sweep_rows = sweep_bench.summary(raw["sweep"])
-        rows += [["sweep", r[0], r[1], r[2], f"{r[3]} of the single LAWA; peak RSS {r[4]}"] for r in sweep_rows]
+        rows += [["sweep", r[0], r[1], r[2], f"{r[3]} of the single LAWA; peak RSS {r[4]}; CPU {r[5]}"]
+                 for r in sweep_rows]
         ratio = float(sweep_rows[1][3].rstrip("×"))
         checks.append(["sweep of 15 (k, ν) pairs vs one LAWA k=12 --no-cache", f"{ratio:.2f}×", "≤ 4×",
                        "met" if ratio <= 4 else "MISSED"])

@@ -44,6 +44,28 @@ def sweep_steps(at: int = AT) -> list[int]:
     return sorted({at - j * nu for nu in STRIDES for j in range(max(KS)) if at - j * nu >= 0})
 
 
+def timed_cpu(cmd: list[str]) -> dict:
+    """Wall time (perf_counter), peak RSS and CPU time (user + system, `/usr/bin/time -f`) of cmd.
+
+    CPU time is quoted beside wall time because the machine is shared: on a loaded machine the
+    wall time mostly measures waiting for a core, the CPU time what the command itself did."""
+    import run as bench
+    import time
+
+    os.sync()
+    with tempfile.NamedTemporaryFile(prefix="ckbench-time-") as tf:
+        argv = ["/usr/bin/time", "-f", "%M %U %S", "-o", tf.name, *cmd] if bench.TIME_BIN else list(cmd)
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise bench.CommandFailed(f"{cmd!r} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        if not bench.TIME_BIN:
+            return {"wall_s": wall, "maxrss_kb": None, "cpu_s": None}
+        rss, user, system = open(tf.name).read().split()[-3:]
+    return {"wall_s": wall, "maxrss_kb": int(rss), "cpu_s": float(user) + float(system)}
+
+
 def bench_sweep(ckstore: str, work: str, scale: float, runs: int, seed: int = 0) -> dict:
     """Runs the measurements; returns {"samples": {name: [{"wall_s", "maxrss_kb"}…]}, …}."""
     import run as bench  # the shared helpers (timed, generate, Store)
@@ -76,7 +98,7 @@ def bench_sweep(ckstore: str, work: str, scale: float, runs: int, seed: int = 0)
             for name, (cmd, drops_cache) in commands.items():
                 if drops_cache:
                     bench.output(store.cmd("gc"))
-                samples[name].append(bench.timed(cmd))
+                samples[name].append(timed_cpu(cmd))
                 bench.log(f"sweep run {i + 1}/{runs}: {name} {samples[name][-1]['wall_s']:.2f} s")
     finally:
         if env_tmp is None:
@@ -94,8 +116,11 @@ def bench_sweep(ckstore: str, work: str, scale: float, runs: int, seed: int = 0)
 
 
 def summary(result: dict) -> list[list[str]]:
-    """Table rows: measurement, median, range, ratio to the single LAWA, peak RSS."""
+    """Table rows: measurement, median, range, ratio to the single LAWA, peak RSS, median CPU
+    time (user + system) and its ratio."""
     base = statistics.median(s["wall_s"] for s in result["samples"]["single"])
+    cpus = [s.get("cpu_s") for s in result["samples"]["single"]]
+    base_cpu = statistics.median(cpus) if None not in cpus else None
     labels = {
         "single": f"get --lawa k=12,stride=1000 --no-cache ({result['file_mb']:.0f} MB f32 inputs)",
         "sweep": f"sweep {result['pairs']} pairs, {result['inputs']} inputs, --exec true (cached + files)",
@@ -107,7 +132,13 @@ def summary(result: dict) -> list[list[str]]:
         walls = [s["wall_s"] for s in result["samples"][name]]
         rss = max((s["maxrss_kb"] or 0) for s in result["samples"][name]) / 1024
         m = statistics.median(walls)
-        rows.append([label, f"{m:.2f} s", f"{min(walls):.2f}–{max(walls):.2f}", f"{m / base:.2f}×", f"{rss:.0f} MB"])
+        cpu = [s.get("cpu_s") for s in result["samples"][name]]
+        cpu_text = "—"
+        if base_cpu and None not in cpu:
+            c = statistics.median(cpu)
+            cpu_text = f"{c:.2f} s ({c / base_cpu:.2f}×)"
+        rows.append([label, f"{m:.2f} s", f"{min(walls):.2f}–{max(walls):.2f}", f"{m / base:.2f}×", f"{rss:.0f} MB",
+                     cpu_text])
     return rows
 
 
@@ -131,7 +162,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     rows = summary(result)
     print(f"sweep benchmark: scale {a.scale}, median of {a.runs}, load average {os.getloadavg()[0]:.2f}")
-    print(bench.table(rows, ["measurement", "median", "range", "vs single", "peak RSS"]))
+    print(bench.table(rows, ["measurement", "median", "range", "vs single", "peak RSS", "CPU (user + sys)"]))
     print(f"k=12, ν=1000 from the sweep's cache identical to the single query: {result['identical_k12']}")
     if a.json:
         with open(a.json, "w") as f:
