@@ -5,6 +5,7 @@
 // Tests/python/test_sweep.py covers the command line, CMD and the heatmap.
 
 import Foundation
+import Synchronization
 import Testing
 
 @testable import CKStore
@@ -34,7 +35,70 @@ private func readAll(_ path: String) -> [UInt8] {
     Array(FileManager.default.contents(atPath: path) ?? Data())
 }
 
+/// An in-memory blob store that counts the reads of each blob.
+private final class CountingBlobStore: BlobStore {
+    let inner = InMemoryBlobStore(name: "counting")
+    let reads = Mutex([SHA256Digest: Int]())
+
+    var properties: BlobStoreProperties { inner.properties }
+    var location: String { inner.location }
+    func put(_ id: SHA256Digest, bytes: UnsafeRawBufferPointer, isValid: (UnsafeRawBufferPointer) -> Bool) throws -> (
+        isNew: Bool, size: Int
+    ) { try inner.put(id, bytes: bytes, isValid: isValid) }
+    func read(_ id: SHA256Digest, into buffer: inout ByteBuffer) throws -> Int {
+        reads.withLock { $0[id, default: 0] += 1 }
+        return try inner.read(id, into: &buffer)
+    }
+    func withBytes<T>(of id: SHA256Digest, scratch: inout ByteBuffer, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        reads.withLock { $0[id, default: 0] += 1 }
+        return try inner.withBytes(of: id, scratch: &scratch, body)
+    }
+    func readPrefix(_ id: SHA256Digest, count: Int) throws -> (bytes: [UInt8], size: Int) { try inner.readPrefix(id, count: count) }
+    func size(of id: SHA256Digest) throws -> Int? { try inner.size(of: id) }
+    func state(of id: SHA256Digest) throws -> BlobEntryState { try inner.state(of: id) }
+    func remove(_ id: SHA256Digest) throws { try inner.remove(id) }
+    func forEach(_ body: (SHA256Digest, Int) throws -> Void) throws { try inner.forEach(body) }
+    func listing() throws -> BlobListing { try inner.listing() }
+    func removeTemporary(_ leftover: BlobListing.Temporary) throws -> Bool { try inner.removeTemporary(leftover) }
+    func quarantine(_ id: SHA256Digest) throws -> String? { try inner.quarantine(id) }
+    func quarantined() throws -> (count: Int, location: String) { try inner.quarantined() }
+    func namespaceProblem() throws -> String? { try inner.namespaceProblem() }
+    func syncNamespace() throws { try inner.syncNamespace() }
+}
+
 @Suite("Sweep") struct SweepTests {
+    @Test func eachInputChunkIsReadOnceForAllPairs() throws {
+        try withTemporaryDirectory { dir in
+            var configuration = StoreConfiguration.default
+            configuration.chunkSize = 4096
+            let blobs = CountingBlobStore()
+            let store = Store(
+                backends: StoreBackends(
+                    location: "memory://counting", configuration: configuration, metadata: InMemoryMetadataStore(), blobs: blobs,
+                    lock: InMemoryStoreLock()))
+            try putSteps(store, dir, steps: Array(stride(from: 0, through: 120, by: 10)))
+            let plans = try store.planSweep(run: "r", ks: [2, 3, 5], strides: [10, 20, 30], at: [120]).cells.compactMap(\.plan)
+            #expect(plans.count == 9)
+            blobs.reads.withLock { $0 = [:] }
+            _ = try store.materializeSweep(plans, to: plans.map { _ in nil }, useCache: false)
+            let reads = blobs.reads.withLock { $0 }
+            // The 9 distinct inputs' float chunks, and the newest input's integer chunk (copied).
+            var expected = Set<SHA256Digest>()
+            for step in [0, 30, 40, 60, 80, 90, 100, 110, 120] {
+                let manifest = try store.manifest(of: try store.resolve(.step(run: "r", step: step)))
+                for tensor in manifest.tensors where tensor.info.dtype.isFloatingPoint || step == 120 {
+                    expected.formUnion(tensor.chunks.map(\.hash))
+                }
+            }
+            #expect(Set(reads.keys) == expected)
+            #expect(reads.values.allSatisfy { $0 == 1 }, "some chunk was read more than once: \(reads.values.sorted().suffix(3))")
+            // The same nine recipes one by one read the shared inputs again.
+            blobs.reads.withLock { $0 = [:] }
+            for plan in plans { _ = try store.materialize(plan, to: nil, useCache: false) }
+            #expect(blobs.reads.withLock { $0.values.reduce(0, +) } > reads.values.reduce(0, +) * 2)
+        }
+    }
+
     @Test(arguments: LibraryBackend.all)
     func sweepResultsAreBitIdenticalToSingleQueriesAndCachedUnderTheirKeys(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
