@@ -66,7 +66,8 @@ struct SVGPlot {
         return (v < 0 ? "-" : "") + "\(whole).\(frac)"
     }
 
-    private static func escape(_ s: String) -> String {
+    /// `s` escaped for SVG text and attribute values (control characters first).
+    static func escape(_ s: String) -> String {
         TerminalText.escape(s).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }

@@ -37,6 +37,7 @@ let commands: [(String, Command)] = [
     ("stats", StatsCommand.command),
     ("metric", MetricCommand.command),
     ("watch", WatchCommand.command),
+    ("sweep", SweepCommand.command),
     ("plot", PlotCommand.command),
     ("copy", CopyCommand.command),
     ("rm", RemoveCommand.command),
@@ -170,8 +171,9 @@ func runMain(_ argv: [String]) -> Int32 {
         storePath: expandHome(Store.resolvePath(explicit: parsed.storePath)),
         storeIsExplicit: parsed.storePath != nil || fromEnvironment, verbose: parsed.verbose)
     // A command interrupted by SIGINT/SIGTERM/SIGHUP removes the temporary files it was
-    // writing (get -o, plot -o) before dying of the signal. `watch` handles the signals itself.
-    if name != "watch" { InterruptCleanup.install() }
+    // writing (get -o, plot -o) before dying of the signal. `watch` and `sweep` handle the
+    // signals themselves.
+    if name != "watch" && name != "sweep" { InterruptCleanup.install() }
     do {
         return try command.run(&args, globals)
     } catch {

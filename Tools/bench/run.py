@@ -548,7 +548,9 @@ def main() -> int:
     ap.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"),
                     help="raw results (default Tools/bench/results/latest.json)")
     ap.add_argument("--ckstore", help="binary (default $CKSTORE_BIN, .build/release/ckstore, PATH)")
-    ap.add_argument("--skip", default="", help="comma-separated: main,filters,tiny")
+    ap.add_argument("--skip", default="", help="comma-separated: main,filters,tiny,sweep")
+    ap.add_argument("--sweep-scale", type=float, default=0.5,
+                    help="generate.py --scale of the 24 snapshots of the sweep section (default 0.5)")
     a = ap.parse_args()
     if a.runs < 1 or a.steps < LAWA_K:
         ap.error(f"--runs ≥ 1 and --steps ≥ {LAWA_K}")
@@ -583,6 +585,9 @@ def main() -> int:
             bench_filters(a, ckstore, work, {"f32": f32[-LAWA_K:], "bf16": bf16}, raw)
         if "tiny" not in skip:
             bench_tiny(a, ckstore, work, raw)
+        if "sweep" not in skip:
+            import sweep_bench
+            raw["sweep"] = sweep_bench.bench_sweep(ckstore, work, a.sweep_scale, a.runs, a.seed)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -590,6 +595,14 @@ def main() -> int:
     machine["duration_s"] = round(time.time() - started, 1)
 
     rows, checks = summarize(raw, params)
+    if "sweep" in raw:
+        import sweep_bench
+        sweep_rows = sweep_bench.summary(raw["sweep"])
+        rows += [["sweep", r[0], r[1], r[2], f"{r[3]} of the single LAWA; peak RSS {r[4]}; CPU {r[5]}"]
+                 for r in sweep_rows]
+        ratio = float(sweep_rows[1][3].rstrip("×"))
+        checks.append(["sweep of 15 (k, ν) pairs vs one LAWA k=12 --no-cache", f"{ratio:.2f}×", "≤ 4×",
+                       "met" if ratio <= 4 else "MISSED"])
     text = [f"ckstore benchmark — {machine['date']}, {machine['cpu_model_lscpu'] or machine['cpu_model_proc_cpuinfo']}, "
             f"{machine['nproc']} cores, {machine['mem_total_bytes'] / 2**30:.1f} GiB, "
             f"Linux {machine['kernel']}, commit {machine['git_commit'][:10]}"
