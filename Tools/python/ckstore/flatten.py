@@ -87,6 +87,8 @@ def flatten_state_dict(state: Mapping[str, Any], prefix: str = "",
             raise ValueError("state dict: a non-container value needs a name")
         if name in names:
             raise ValueError(f"state dict: two entries flatten to the same name {name!r}")
+        if name == "__metadata__":
+            raise ValueError("state dict: '__metadata__' is reserved by safetensors and cannot name a tensor")
         names.add(name)
 
     def join(name: str, key: Any) -> str:
@@ -165,7 +167,10 @@ def unflatten(state: Mapping[str, Any], metadata: Mapping[str, str] | None = Non
     tree_json = (metadata or {}).get(TREE_KEY)
     if tree_json is None:
         return _split_on_dots(state)
-    tree = json.loads(tree_json)
+    try:
+        tree = json.loads(tree_json)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"unflatten: {TREE_KEY} is not valid JSON: {e}") from None
     used: set[str] = set()
 
     def join(name: str, key: Any) -> str:
@@ -177,6 +182,8 @@ def unflatten(state: Mapping[str, Any], metadata: Mapping[str, str] | None = Non
                 raise ValueError(f"unflatten: tensor {name!r} is in the structure but not in the tensors")
             used.add(name)
             return state[name]
+        if not isinstance(node, dict):
+            raise ValueError(f"unflatten: bad structure node at {name!r}: {node!r}")
         if "v" in node:
             return _restore_plain(node, framework)
         if "d" in node:
@@ -187,7 +194,10 @@ def unflatten(state: Mapping[str, Any], metadata: Mapping[str, str] | None = Non
             return tuple(build(join(name, i), child) for i, child in enumerate(node["t"]))
         raise ValueError(f"unflatten: unknown structure node at {name!r}: {node!r}")
 
-    result = build("", tree)
+    try:
+        result = build("", tree)
+    except (TypeError, KeyError, AttributeError, RecursionError) as e:
+        raise ValueError(f"unflatten: malformed {TREE_KEY}: {type(e).__name__}: {e}") from None
     extra = [n for n in state if n not in used]
     if extra:
         raise ValueError(f"unflatten: tensors not in the structure: {', '.join(sorted(extra)[:5])}"

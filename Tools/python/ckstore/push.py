@@ -106,7 +106,7 @@ class CheckpointPusher:
     ``interval``: the step interval of :meth:`should_push`/:meth:`maybe_push`. ``max_in_flight``:
     how many pushes may be pending at once; a further push blocks until one finishes
     (back-pressure bounds the host memory held by copies). ``metadata``: extra ``__metadata__``
-    entries (strings) written into every file. ``force``: pass ``--force`` (replace different
+    entries (strings; keys starting with ``ckstore.`` are reserved) written into every file. ``force``: pass ``--force`` (replace different
     content at RUN@STEP). ``exact_names``: last name components of 0-d tensors kept exact
     rather than averaged (default ``("step",)``, see :mod:`ckstore.flatten`).
 
@@ -144,6 +144,9 @@ class CheckpointPusher:
         self.interval = interval
         self.max_in_flight = max_in_flight
         self.metadata = dict(metadata or {})
+        reserved = [k for k in self.metadata if str(k).startswith("ckstore.")]
+        if reserved:
+            raise ValueError(f"metadata keys starting with 'ckstore.' are reserved: {', '.join(map(str, reserved))}")
         self.force = force
         self.exact_names = tuple(exact_names)
         self.placement: Placement = resolve(rank, world_size, per_rank)
