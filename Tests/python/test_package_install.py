@@ -71,3 +71,12 @@ def test_import_needs_neither_torch_nor_the_binary():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(PACKAGE), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_old_import_name_is_an_alias():
+    code = ("import sys; sys.path.insert(0, %r); import ckstore_hook, ckstore; "
+            "assert ckstore_hook.CheckpointPusher is ckstore.CheckpointPusher; "
+            "assert ckstore_hook.safetensors_io is ckstore.safetensors_io; "
+            "assert set(ckstore_hook.__all__) == set(ckstore.__all__)") % str(PACKAGE.parent)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
