@@ -57,9 +57,31 @@ def dtensor_state():
     }
 
 
+def sharded_tensor():
+    """A legacy ShardedTensor of shape (6, 4), rows split across the ranks, filled with rank + 1;
+    None when this torch no longer has it."""
+    try:
+        from torch.distributed._shard import sharded_tensor as st
+        from torch.distributed._shard.sharding_spec import ChunkShardingSpec
+    except ImportError:
+        return None
+    spec = ChunkShardingSpec(dim=0, placements=[f"rank:{r}/cpu" for r in range(dist.get_world_size())])
+    t = st.empty(spec, 6, 4)
+    with torch.no_grad():
+        t.local_tensor().fill_(dist.get_rank() + 1)
+    return t
+
+
 def dtensor(store: str, binary: str) -> dict:
+    def state():
+        out = dtensor_state()
+        legacy = sharded_tensor()
+        if legacy is not None:
+            out["legacy"] = legacy
+        return out
+
     with ckstore.CheckpointPusher("dt", store=store, binary=binary) as pusher:
-        result = pusher.push(1, dtensor_state).result()
+        result = pusher.push(1, state).result()
     return {"result": result}
 
 

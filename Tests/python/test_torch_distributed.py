@@ -71,7 +71,7 @@ def ckstore_load(store, binary, ref):
     return ck.load(ref, store=store, binary=binary, framework="torch")
 
 
-def test_dtensor_full_state_pushed_by_rank0(ckstore_bin, store, ckstore):
+def test_dtensor_and_sharded_tensor_full_state_pushed_by_rank0(ckstore_bin, store, ckstore):
     pytest.importorskip("torch.distributed.tensor")
     r0, r1 = run_ranks("dtensor", store, ckstore_bin)
     assert r0["result"].startswith("sha256:") and r1["result"] is None
@@ -80,6 +80,10 @@ def test_dtensor_full_state_pushed_by_rank0(ckstore_bin, store, ckstore):
     assert torch.equal(got["w"], full)
     assert got["b"].dtype == torch.bfloat16 and torch.equal(got["b"], full[:, 0].bfloat16())
     assert torch.equal(got["plain"], torch.ones(3))
+    import importlib.util
+    if importlib.util.find_spec("torch.distributed._shard.sharded_tensor") is not None:
+        assert "legacy" in got  # a ShardedTensor, gathered to rank 0
+        assert torch.equal(got["legacy"], torch.cat([torch.full((3, 4), 1.0), torch.full((3, 4), 2.0)]))
     assert [s["step"] for s in json.loads(ckstore("ls", "--run", "dt", "--json").stdout)["snapshots"]] == [1]
 
 
