@@ -2,9 +2,11 @@
 
     python3 dist_worker.py SCENARIO STORE BINARY      (with MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE)
 
-Scenarios: ``ddp`` (DDP training, rank-0 pushes every 2 steps), ``dtensor`` (a DTensor state
-pushed in full by rank 0), ``parts`` (each rank pushes its DTensor shard as a part). Prints one
-JSON line with what this rank saw; exits non-zero on any error.
+SCENARIO is a comma-separated list of ``ddp`` (DDP training, rank-0 pushes every 2 steps),
+``dtensor`` (a DTensor and a ShardedTensor state pushed in full by rank 0), ``parts`` (each rank
+pushes its DTensor shard as a part), run in that order in one process group (one start-up of
+torch for several scenarios). Prints one JSON line ``{scenario: what this rank saw, "rank": R}``;
+exits non-zero on any error.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def main() -> int:
     scenario, store, binary = sys.argv[1:4]
     dist.init_process_group("gloo")
     try:
-        out = {"ddp": ddp, "dtensor": dtensor, "parts": parts}[scenario](store, binary)
+        scenarios = {"ddp": ddp, "dtensor": dtensor, "parts": parts}
+        out = {name: scenarios[name](store, binary) for name in scenario.split(",")}
         out["rank"] = dist.get_rank()
         dist.barrier()
     finally:

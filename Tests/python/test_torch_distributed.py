@@ -4,6 +4,7 @@ with ``put --parts`` (issue 11) and skip, saying so, when the binary lacks it.""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -51,8 +52,26 @@ def run_ranks(scenario: str, store: str, binary: str, world: int = 2) -> list[di
     return sorted(outs, key=lambda o: o["rank"])
 
 
-def test_ddp_rank0_pushes_once_per_step(ckstore_bin, store, ckstore):
-    r0, r1 = run_ranks("ddp", store, ckstore_bin)
+@pytest.fixture(scope="module")
+def rank0_job(ckstore_bin, tmp_path_factory):
+    """One 2-rank job running the ddp and dtensor scenarios into one store: (store, r0, r1)."""
+    store = str(tmp_path_factory.mktemp("dist") / "store")
+    scenarios = "ddp,dtensor" if importlib.util.find_spec("torch.distributed.tensor") else "ddp"
+    r0, r1 = run_ranks(scenarios, store, ckstore_bin)
+    return store, r0, r1
+
+
+def cli(binary, store):
+    def run(*args):
+        proc = subprocess.run([binary, "--store", store, *args], capture_output=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+    return run
+
+
+def test_ddp_rank0_pushes_once_per_step(ckstore_bin, rank0_job):
+    store, r0, r1 = rank0_job
+    r0, r1, ckstore = r0["ddp"], r1["ddp"], cli(ckstore_bin, store)
     assert sorted(map(int, r0["results"])) == [2, 4, 6]
     assert all(d.startswith("sha256:") for d in r0["results"].values())
     assert set(r1["results"].values()) == {None}  # rank 1: completed futures, no put
@@ -71,16 +90,16 @@ def ckstore_load(store, binary, ref):
     return ck.load(ref, store=store, binary=binary, framework="torch")
 
 
-def test_dtensor_and_sharded_tensor_full_state_pushed_by_rank0(ckstore_bin, store, ckstore):
+def test_dtensor_and_sharded_tensor_full_state_pushed_by_rank0(ckstore_bin, rank0_job):
     pytest.importorskip("torch.distributed.tensor")
-    r0, r1 = run_ranks("dtensor", store, ckstore_bin)
+    store, r0, r1 = rank0_job
+    r0, r1, ckstore = r0["dtensor"], r1["dtensor"], cli(ckstore_bin, store)
     assert r0["result"].startswith("sha256:") and r1["result"] is None
     got = ckstore_load(store, ckstore_bin, "dt@1")
     full = torch.arange(24, dtype=torch.float32).reshape(6, 4)
     assert torch.equal(got["w"], full)
     assert got["b"].dtype == torch.bfloat16 and torch.equal(got["b"], full[:, 0].bfloat16())
     assert torch.equal(got["plain"], torch.ones(3))
-    import importlib.util
     if importlib.util.find_spec("torch.distributed._shard.sharded_tensor") is not None:
         assert "legacy" in got  # a ShardedTensor, gathered to rank 0
         assert torch.equal(got["legacy"], torch.cat([torch.full((3, 4), 1.0), torch.full((3, 4), 2.0)]))
@@ -91,7 +110,7 @@ def test_per_rank_parts(ckstore_bin, store, ckstore, tmp_path):
     pytest.importorskip("torch.distributed.tensor")
     if not ck.put_supports_parts(ckstore_bin):
         pytest.skip("this ckstore's `put` has no --parts yet (issue 11)")
-    r0, r1 = run_ranks("parts", store, ckstore_bin)
+    r0, r1 = (out["parts"] for out in run_ranks("parts", store, ckstore_bin))
     assert r0["result"].startswith("sha256:") and r1["result"].startswith("sha256:")
     for rank, out in ((0, r0), (1, r1)):
         part = tmp_path / f"part{rank}.safetensors"
