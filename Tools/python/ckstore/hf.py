@@ -23,7 +23,8 @@ class CKStoreTrainerCallback(TrainerCallback):
 
     ``every=N``: after every N-th optimizer step (``on_step_end``); ``every=None``: whenever the
     Trainer saves a checkpoint (``on_save``), or, with ``save_dir=True``, the checkpoint
-    directory the Trainer just wrote (``push_dir``; needs ckstore directory snapshots). The
+    directory the Trainer just wrote (``push_dir``, waiting for it so the Trainer's checkpoint
+    rotation cannot delete the directory mid-put; needs ckstore directory snapshots). The
     latest logged ``loss`` goes along as a metric. Under torch.distributed every rank calls the
     callback and only rank 0 pushes (the pusher's default). The pusher is closed, and any
     background error raised, at ``on_train_end``. Other keyword arguments go to
