@@ -305,9 +305,24 @@ def test_parts_need_a_binary_with_parts(ckstore_bin, store):
         pytest.skip("this ckstore has put --parts: covered by the distributed tests")
     with pytest.raises(ckstore.UnsupportedByBinary, match="--parts"):
         Pusher("p", store=store, binary=ckstore_bin, rank=0, world_size=2)
+
+
+def test_push_dir_needs_a_binary_that_stores_directories(ckstore_bin, store, tmp_path):
+    if ckstore.put_supports_dirs(ckstore_bin):
+        pytest.skip("this ckstore's put takes a directory: covered by test_torch_distributed.py::test_push_dir")
     with Pusher("p", store=store, binary=ckstore_bin) as pusher:
         with pytest.raises(ckstore.UnsupportedByBinary, match="push_dir"):
-            pusher.push_dir(1, store)
+            pusher.push_dir(1, tmp_path)
+
+
+def test_rank_arguments_are_checked(ckstore_bin, store):
+    with pytest.raises(ValueError, match="rank 2"):
+        Pusher("p", store=store, binary=ckstore_bin, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="per_rank"):
+        Pusher("p", store=store, binary=ckstore_bin, per_rank=True)
+    single = Pusher("p", store=store, binary=ckstore_bin, rank=0, world_size=1)
+    assert single.placement.mode == "single" and single.placement.pushes
+    single.close()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

@@ -120,8 +120,8 @@ def test_per_rank_parts(ckstore_bin, store, ckstore, tmp_path):
 
 
 def test_push_dir(ckstore_bin, store, ckstore, tmp_path):
-    if not ck.put_supports_parts(ckstore_bin):
-        pytest.skip("this ckstore's `put` has no directory snapshots yet (issue 11)")
+    if not ck.put_supports_dirs(ckstore_bin):
+        pytest.skip("this ckstore's `put` takes no directory yet (issue 11)")
     d = tmp_path / "checkpoint-10"
     d.mkdir()
     (d / "config.json").write_text('{"hidden": 8}')

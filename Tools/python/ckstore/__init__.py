@@ -28,7 +28,7 @@ The store is ``store=`` if given (passed as ``--store``), else whatever ckstore 
 from __future__ import annotations
 
 from . import safetensors_io
-from .cli import find_binary, put_supports_parts
+from .cli import find_binary, put_supports_dirs, put_supports_parts
 from .distributed import part_name
 from .errors import CKStoreError, PushError, UnsupportedByBinary
 from .flatten import flatten_state_dict, unflatten
@@ -52,6 +52,7 @@ __all__ = [
     "snapshot_to_host",
     "find_binary",
     "put_supports_parts",
+    "put_supports_dirs",
     "part_name",
     "safetensors_io",
 ]

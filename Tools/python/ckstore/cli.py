@@ -6,6 +6,7 @@ The binary is ``binary=`` when given, else ``$CKSTORE_BIN``, else ``ckstore`` on
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -14,7 +15,7 @@ import threading
 from .errors import CKStoreError, UnsupportedByBinary
 
 __all__ = ["find_binary", "base_command", "error_text", "run", "read_stdout", "put_supports_parts",
-           "require_parts"]
+           "put_supports_dirs", "require_parts", "require_dirs"]
 
 _BUILD_HINT = ("build it with `swift build -c release` in the ckstore repository (the binary is then "
                ".build/release/ckstore), then pass binary=..., set CKSTORE_BIN or put it on PATH")
@@ -80,28 +81,47 @@ def read_stdout(cmd: list[str], what: str) -> bytearray:
     return chunks
 
 
-_parts_cache: dict[str, bool] = {}
-_parts_lock = threading.Lock()
+_help_cache: dict[str, str] = {}
+_help_lock = threading.Lock()
 
 
-def put_supports_parts(binary: str | os.PathLike | None = None) -> bool:
-    """Whether ``ckstore put --help`` of this binary documents ``--parts`` (issue 11: per-rank
-    parts and directory snapshots). Cached per binary path."""
+def _put_help(binary: str | os.PathLike | None) -> str:
+    """``ckstore put --help`` of this binary ('' when it fails), cached per binary path."""
     path = find_binary(binary)
-    with _parts_lock:
-        if path not in _parts_cache:
+    with _help_lock:
+        if path not in _help_cache:
             try:
                 proc = subprocess.run([path, "put", "--help"], capture_output=True, timeout=60)
                 text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-                _parts_cache[path] = proc.returncode == 0 and "--parts" in text
+                _help_cache[path] = text if proc.returncode == 0 else ""
             except (OSError, subprocess.TimeoutExpired):
-                _parts_cache[path] = False
-        return _parts_cache[path]
+                _help_cache[path] = ""
+        return _help_cache[path]
+
+
+def put_supports_parts(binary: str | os.PathLike | None = None) -> bool:
+    """Whether this binary's ``ckstore put --help`` documents ``--parts`` (issue 11: per-rank
+    parts of a snapshot)."""
+    return "--parts" in _put_help(binary)
+
+
+def put_supports_dirs(binary: str | os.PathLike | None = None) -> bool:
+    """Whether this binary's ``ckstore put`` takes a directory (its usage line names ``DIR``;
+    issue 11: snapshots of several files)."""
+    return re.search(r"\bDIR\b", _put_help(binary).split("\n\n", 1)[0]) is not None
 
 
 def require_parts(binary: str | os.PathLike | None, what: str) -> None:
     """Raise :class:`UnsupportedByBinary` when the binary's ``put`` lacks ``--parts``."""
     if not put_supports_parts(binary):
         raise UnsupportedByBinary(
-            f"{what} needs a ckstore whose `put` has --parts and directory snapshots (issue 11); "
+            f"{what} needs a ckstore whose `put` has --parts (issue 11: per-rank parts); "
+            f"{find_binary(binary)} does not: rebuild ckstore from a newer checkout")
+
+
+def require_dirs(binary: str | os.PathLike | None, what: str) -> None:
+    """Raise :class:`UnsupportedByBinary` when the binary's ``put`` cannot store a directory."""
+    if not put_supports_dirs(binary):
+        raise UnsupportedByBinary(
+            f"{what} needs a ckstore whose `put` stores a directory (`put ... DIR`, issue 11); "
             f"{find_binary(binary)} does not: rebuild ckstore from a newer checkout")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
 from . import safetensors_io
-from .cli import error_text, find_binary, require_parts
+from .cli import error_text, find_binary, require_dirs, require_parts
 from .distributed import Placement, part_name, resolve
 from .errors import PushError
 from .flatten import DEFAULT_EXACT_NAMES
@@ -223,7 +223,7 @@ class CheckpointPusher:
         self._raise_pending()
         if self.placement.rank != 0:
             return _done()
-        require_parts(self.binary, "push_dir")
+        require_dirs(self.binary, "push_dir")
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise NotADirectoryError(f"push_dir: {path} is not a directory")
