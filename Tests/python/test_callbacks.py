@@ -105,3 +105,23 @@ def test_lightning_callback(ckstore_bin, store, ckstore):
     got = ck.load("pl@6", store=store, binary=ckstore_bin, framework="torch")
     for name, value in module.state_dict().items():
         assert torch.equal(got[name], value), name
+
+
+def test_hf_callback_pushes_the_checkpoint_directory(ckstore_bin, store, ckstore, tmp_path):
+    pytest.importorskip("transformers")
+    import ckstore as ck
+    from ckstore.hf import CKStoreTrainerCallback
+
+    if not ck.put_supports_dirs(ckstore_bin):
+        pytest.skip("this ckstore's `put` takes no directory yet (issue 11)")
+    _, trainer = hf_trainer(tmp_path, CKStoreTrainerCallback("hf-dir", save_dir=True, store=store, binary=ckstore_bin),
+                            save_strategy="steps", save_steps=3)
+    trainer.train()
+    assert [s["step"] for s in snapshots(ckstore, "hf-dir")] == [3, 6]
+    out = tmp_path / "restored"
+    ckstore("get", "hf-dir@6", "-o", str(out))
+    saved = tmp_path / "out" / "checkpoint-6"
+    names = sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file())
+    assert names and names == sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    for name in names:
+        assert (out / name).read_bytes() == (saved / name).read_bytes(), name
