@@ -40,4 +40,4 @@ def test_readme_example_runs(index, ckstore_bin, tmp_path):
     if "numpy-run" in code:
         assert "[200. 200. 200. 200.]" in proc.stdout
     if "pusher.stats" in code:
-        assert "push: 6 pushes" in proc.stdout
+        assert "push: 3 pushes" in proc.stdout
