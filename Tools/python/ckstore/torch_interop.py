@@ -105,17 +105,37 @@ def _host_tensor(cpu) -> HostTensor:
     return HostTensor(name, shape, arr)
 
 
+def _numpy_copy(t) -> HostTensor:
+    """One single-threaded copy of a contiguous CPU tensor through numpy (a plain memcpy).
+
+    torch's own ``copy_`` runs on its intra-op thread pool; on a machine whose cores are busy
+    (the training loop's own threads, other jobs) that was measured 3-10x slower than this."""
+    name = torch_scalar_dtype_name(t)
+    if name in _CARRIER:
+        import torch
+
+        carrier, np_type = _CARRIER[name]
+        arr = np.array(t.view(getattr(torch, carrier)).numpy(), order="C", copy=True).view(np_type)
+    else:
+        arr = np.array(t.numpy(), order="C", copy=True)
+        if sys.byteorder == "big":  # pragma: no cover
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return HostTensor(name, tuple(int(d) for d in t.shape), arr)
+
+
 def to_host(tensors: Iterable[tuple[str, Any]]) -> list[tuple[str, HostTensor]]:
     """Copy torch tensors to fresh contiguous host memory, one copy per tensor.
 
-    CPU tensors (contiguous or not) are copied with one ``copy_`` into a new contiguous tensor.
-    CUDA tensors are copied into pinned (page-locked) host buffers with ``non_blocking=True``,
-    all queued before one synchronization per device, so the device-to-host transfers overlap.
-    Other devices use ``.to("cpu")``. After this returns the caller may change the tensors.
+    Contiguous CPU tensors are copied through numpy (one memcpy each, see :func:`_numpy_copy`);
+    other CPU tensors (non-contiguous, conjugate/negative views) with one ``copy_`` into a new
+    contiguous tensor. CUDA tensors are copied into pinned (page-locked) host buffers with
+    ``non_blocking=True``, all queued before one synchronization per device, so the
+    device-to-host transfers overlap. Other devices use ``.to("cpu")``. After this returns the
+    caller may change the tensors.
     """
     import torch
 
-    out: list[tuple[str, HostTensor | Any]] = []
+    out: list[tuple[str, Any]] = []
     cuda_devices = set()
     with torch.no_grad():
         for name, t in tensors:
@@ -124,6 +144,9 @@ def to_host(tensors: Iterable[tuple[str, Any]]) -> list[tuple[str, HostTensor]]:
                 torch_scalar_dtype_name(t)
             except TypeError as e:
                 raise TypeError(f"state dict entry {name!r}: {e}") from None
+            if t.device.type == "cpu" and t.is_contiguous() and not t.is_conj() and not t.is_neg():
+                out.append((name, _numpy_copy(t)))
+                continue
             if t.device.type == "cpu":
                 copy = torch.empty(t.shape, dtype=t.dtype)
                 copy.copy_(t)
@@ -136,7 +159,7 @@ def to_host(tensors: Iterable[tuple[str, Any]]) -> list[tuple[str, HostTensor]]:
             out.append((name, copy))
         for device in cuda_devices:
             torch.cuda.current_stream(device).synchronize()
-    return [(name, _host_tensor(copy)) for name, copy in out]
+    return [(name, v if isinstance(v, HostTensor) else _host_tensor(v)) for name, v in out]
 
 
 def tensor_from_bytes(buffer: bytearray, base, begin: int, end: int, dtype_name: str,
