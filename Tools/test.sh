@@ -26,6 +26,19 @@ if ! python3 -c "import numpy, safetensors, ml_dtypes, pytest" 2>/dev/null; then
     echo "test.sh: installing Python test packages"
     python3 -m pip install -q numpy safetensors ml-dtypes pytest
 fi
+# Building the ckstore package (Tools/python) offline in the install test needs a setuptools with
+# bdist_wheel built in (70.1+) or the wheel package.
+if ! python3 -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('setuptools.command.bdist_wheel') or u.find_spec('wheel')))" 2>/dev/null; then
+    echo "test.sh: installing setuptools (with bdist_wheel) for the package install test"
+    python3 -m pip install -q "setuptools>=70.1"
+fi
+# torch (CPU) for the package's torch tests (Tests/python/test_torch*.py), so they run in CI rather
+# than skip: the CPU-only wheel index first (a much smaller download), then the default index.
+if ! python3 -c "import torch" 2>/dev/null; then
+    echo "test.sh: installing torch (CPU)"
+    python3 -m pip install -q --retries 0 --timeout 30 torch --index-url https://download.pytorch.org/whl/cpu 2>/dev/null \
+        || python3 -m pip install -q torch
+fi
 
 # Live backends for the PostgreSQL and S3 suites: as root (CI), install and start a throwaway
 # PostgreSQL and a single-node Ceph RADOS Gateway (Tools/services/), export their connection

@@ -1,8 +1,8 @@
 """Shared fixtures for the Python tests of ckstore (the trainer hook and the demo's tools).
 
 The ckstore binary is ``$CKSTORE_BIN`` when set, else ``<swift build --show-bin-path>/ckstore``
-run from the repository root (build first: ``swift build``). Tools/ is put on ``sys.path`` so
-``import ckstore_hook`` works.
+run from the repository root (build first: ``swift build``). Tools/python is put on ``sys.path``
+so ``import ckstore`` works without installing the package (Tools/ too, for the demo's modules).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS = REPO_ROOT / "Tools"
-if str(TOOLS) not in sys.path:
-    sys.path.insert(0, str(TOOLS))
+PYTHON_PACKAGE = REPO_ROOT / "Tools" / "python"
+for _path in (TOOLS, PYTHON_PACKAGE):  # the package is importable without installing it
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def _locate_binary() -> Path:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-import ckstore_hook
-from ckstore_hook import safetensors_io
+import ckstore
+from ckstore import safetensors_io
 from reliability_support import (
     CK,
     Result,
@@ -487,7 +487,7 @@ def test_two_trainers_two_runs_at_once(ckstore_bin, tmp_path):
     thread.start()
     alpha: dict[int, str] = {}
     start.wait()
-    with ckstore_hook.CheckpointPusher("alpha", store=ck.store, binary=ck.binary, max_in_flight=2) as pusher:
+    with ckstore.CheckpointPusher("alpha", store=ck.store, binary=ck.binary, max_in_flight=2) as pusher:
         futures = {n: pusher.push(n, state(1, n), metrics={"loss": 1.0 / n}) for n in range(1, steps + 1)}
         for n, future in futures.items():
             alpha[n] = future.result()

@@ -1,4 +1,4 @@
-"""Tests of Tools/ckstore_hook against the real ckstore binary (see conftest.py)."""
+"""Tests of Tools/ckstore against the real ckstore binary (see conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-import ckstore_hook
-from ckstore_hook import CKStoreError, Pusher, PushError, flatten_state_dict, load, record_metric
-from ckstore_hook import safetensors_io
+import ckstore
+from ckstore import CKStoreError, Pusher, PushError, flatten_state_dict, load, record_metric
+from ckstore import safetensors_io
 
 try:
     import ml_dtypes
@@ -62,8 +62,6 @@ def test_round_trip_all_dtypes(ckstore_bin, store, ckstore):
     expected = {
         **{k: v for k, v in state.items() if isinstance(v, np.ndarray)},
         "nested.layer.0.weight": state["nested"]["layer"]["0"]["weight"],
-        "py_int": np.array(7, dtype=np.int64),
-        "py_float": np.array(0.125, dtype=np.float64),
     }
     assert set(got) == set(expected)
     for name, arr in expected.items():
@@ -76,9 +74,12 @@ def test_round_trip_all_dtypes(ckstore_bin, store, ckstore):
     assert snap["step"] == 100 and snap["digest"] == digest
     assert {"variant": "raw", "name": "loss", "value": 0.5} in snap["metrics"]
 
-    # metadata written by the hook
-    _, meta = load("rt@100", store=store, binary=ckstore_bin, with_metadata=True)
+    # metadata written by the hook; plain Python values come back with the structure
+    nested, meta = load("rt@100", store=store, binary=ckstore_bin, with_metadata=True, nested=True)
     assert meta["ckstore.run"] == "rt" and meta["ckstore.step"] == "100"
+    assert nested["py_int"] == 7 and type(nested["py_int"]) is int
+    assert nested["py_float"] == 0.125 and type(nested["py_float"]) is float
+    assert_same(nested["nested"]["layer"]["0"]["weight"], state["nested"]["layer"]["0"]["weight"])
 
 
 def test_get_parses_with_reference_safetensors(ckstore_bin, store, ckstore, tmp_path):
@@ -137,11 +138,14 @@ def test_bf16_without_ml_dtypes_widens_to_float32(monkeypatch):
 def test_load_query_lawa(ckstore_bin, store):
     with Pusher("q", store=store, binary=ckstore_bin, interval=10) as pusher:
         for step in range(0, 41):
-            pusher.maybe_push(step, {"w": np.full(4, step, dtype=np.float32), "n": np.int64(step)})
+            pusher.maybe_push(step, {"w": np.full(4, step, dtype=np.float32), "n": np.array(step, np.int64),
+                                         "lr": 0.1 * step})
     avg = load(lawa=(3, 10), at=40, run="q", store=store, binary=ckstore_bin)
     assert avg["w"].dtype == np.float32
     np.testing.assert_array_equal(avg["w"], np.full(4, 30.0, dtype=np.float32))  # mean of 20, 30, 40
     assert avg["n"] == 40  # integer tensors are copied from the newest input
+    # a plain float is never averaged: the average carries the newest input's value
+    assert load(lawa=(3, 10), at=40, run="q", store=store, binary=ckstore_bin, nested=True)["lr"] == 4.0
     same = load(lawa="k=3,stride=10", at=40, run="q", store=store, binary=ckstore_bin)
     np.testing.assert_array_equal(same["w"], avg["w"])
     with pytest.raises(CKStoreError):
@@ -280,21 +284,21 @@ def test_unstorable_value_raises_synchronously(ckstore_bin, store):
 def test_flatten_nested_state_dict():
     w = np.ones(3, np.float32)
     optimizer = {
-        "state": {0: {"exp_avg": w, "step": 10}, 1: {"exp_avg": w}},
+        "state": {0: {"exp_avg": w, "step": np.array(10.0, np.float32)}, 1: {"exp_avg": w}},
         "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0, 1], "foreach": None, "name": "main"}],
     }
-    leaves, meta = flatten_state_dict({"model": {"layer": {"0": {"weight": w}}}, "optimizer": optimizer})
-    assert set(leaves) == {
-        "model.layer.0.weight",
-        "optimizer.state.0.exp_avg",
-        "optimizer.state.0.step",
-        "optimizer.state.1.exp_avg",
-        "optimizer.param_groups.0.lr",
-        "optimizer.param_groups.0.betas",
-        "optimizer.param_groups.0.params",
-    }
-    assert meta == {"optimizer.param_groups.0.foreach": "null", "optimizer.param_groups.0.name": '"main"'}
-    assert np.asarray(leaves["optimizer.param_groups.0.betas"]).tolist() == [0.9, 0.999]
+    state = {"model": {"layer": {"0": {"weight": w}}}, "optimizer": optimizer}
+    leaves, meta = flatten_state_dict(state)
+    # tensors only; the 0-d "step" and every plain value live in __metadata__ (never averaged)
+    assert set(leaves) == {"model.layer.0.weight", "optimizer.state.0.exp_avg", "optimizer.state.1.exp_avg"}
+    assert set(meta) == {"ckstore.tree"}
+    back = ckstore.unflatten(leaves, meta)
+    assert back["optimizer"]["param_groups"] == [
+        {"lr": 0.1, "betas": (0.9, 0.999), "params": [0, 1], "foreach": None, "name": "main"}]
+    assert list(back["optimizer"]["state"]) == [0, 1]  # int keys stay ints
+    step = back["optimizer"]["state"][0]["step"]
+    assert isinstance(step, np.ndarray) and step.dtype == np.float32 and step == 10.0
+    assert back["model"]["layer"]["0"]["weight"] is w
 
 
 def test_flatten_collision_is_an_error():
@@ -309,10 +313,11 @@ def test_nested_push_round_trip(ckstore_bin, store):
     with Pusher("nest", store=store, binary=ckstore_bin) as pusher:
         pusher.push(3, state)
     got = load("nest@3", store=store, binary=ckstore_bin)
-    assert set(got) == {"model.fc1.weight", "model.fc1.bias", "optimizer.state.0.momentum_buffer",
-                        "optimizer.param_groups.0.lr", "epoch"}
-    assert got["epoch"].dtype == np.int64 and got["epoch"] == 3
-    assert got["optimizer.param_groups.0.lr"] == 0.01
+    assert set(got) == {"model.fc1.weight", "model.fc1.bias", "optimizer.state.0.momentum_buffer"}
+    nested = load("nest@3", store=store, binary=ckstore_bin, nested=True)
+    assert nested["epoch"] == 3 and nested["optimizer"]["param_groups"] == [{"lr": 0.01}]
+    assert list(nested["optimizer"]["state"]) == [0]
+    assert_same(nested["model"]["fc1"]["weight"], state["model"]["fc1"]["weight"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,12 +357,13 @@ def test_torch_tensors(ckstore_bin, store):
         "strided": torch.arange(12, dtype=torch.int64).reshape(3, 4).t(),  # non-contiguous
         "flag": torch.tensor(True),
     }
+    original = model.weight.detach().clone()
     with Pusher("torch", store=store, binary=ckstore_bin) as pusher:
         pusher.push(1, state)
         with torch.no_grad():
             model.weight.add_(1.0)  # mutating after push must not change the snapshot
     got = load("torch@1", store=store, binary=ckstore_bin)
-    np.testing.assert_array_equal(got["model.weight"], (model.weight.detach() - 1.0).numpy())
+    np.testing.assert_array_equal(got["model.weight"], original.numpy())
     np.testing.assert_array_equal(got["strided"], state["strided"].numpy())
     assert got["f16"].dtype == np.float16
     bf = got["bf16"].astype(np.float32)
@@ -366,6 +372,6 @@ def test_torch_tensors(ckstore_bin, store):
 
 
 def test_module_exports_docstrings():
-    for name in ckstore_hook.__all__:
-        obj = getattr(ckstore_hook, name)
+    for name in ckstore.__all__:
+        obj = getattr(ckstore, name)
         assert obj.__doc__, f"{name} lacks a docstring"

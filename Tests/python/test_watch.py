@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ckstore_hook import Pusher
+from ckstore import Pusher
 
 RUN = "R"
 K, NU = 3, 10

@@ -19,10 +19,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "python"))  # the ckstore package (or pip install ./Tools/python)
 
 import mlp_task  # noqa: E402
-from ckstore_hook import record_metric, safetensors_io  # noqa: E402
+from ckstore import record_metric, safetensors_io  # noqa: E402
 
 
 def validation_loss(path: str) -> float:

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "python"))  # the ckstore package (or pip install ./Tools/python)
 
-from ckstore_hook import find_binary  # noqa: E402
+from ckstore import find_binary  # noqa: E402
 
 
 def read_metric(binary: str, store: str | None, run: str, metric: str) -> dict[str, dict[int, float]]:

@@ -3,7 +3,7 @@
 
     python3 Tools/demo/train_mlp.py --run mlp-lr-high --lr 0.4 [--steps 1500] [--every 50]
 
-Snapshots go through ckstore_hook.CheckpointPusher (background `ckstore put`, one in flight), into the
+Snapshots go through ckstore.CheckpointPusher (background `ckstore put`, one in flight), into the
 store given by --store or $CKSTORE_DIR, with the mean training loss of the last NU steps as
 the metric train_loss. The last line is the pusher's timing (CheckpointPusher.stats): how long
 the training loop was blocked inside push, against how long the background puts took. The
@@ -21,10 +21,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "python"))  # the ckstore package (or pip install ./Tools/python)
 
 import mlp_task  # noqa: E402
-from ckstore_hook import CheckpointPusher  # noqa: E402
+from ckstore import CheckpointPusher  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -188,7 +188,7 @@ def write(out: BinaryIO, tensors: list[tuple[str, HostTensor]], metadata: Mappin
     return total
 
 
-def _decode(name: str, info: object, data: memoryview, copy: bool) -> np.ndarray:
+def _decode(name: str, info: object, data: memoryview, copy: bool, decode: bool = True) -> np.ndarray | None:
     if not isinstance(info, dict):
         raise ValueError(f"tensor {name!r}: entry is not a JSON object")
     dtype = info.get("dtype")
@@ -207,6 +207,8 @@ def _decode(name: str, info: object, data: memoryview, copy: bool) -> np.ndarray
     begin, end = offsets
     if count * _BITS[dtype] != (end - begin) * 8:
         raise ValueError(f"tensor {name!r}: {end - begin} bytes do not hold {dtype} {shape}")
+    if not decode:
+        return None
     raw = np.frombuffer(data[begin:end], dtype=np.uint8)
     dt = _NAME_TO_NUMPY.get(dtype)
     if dt is not None:
@@ -217,7 +219,7 @@ def _decode(name: str, info: object, data: memoryview, copy: bool) -> np.ndarray
     return raw.copy() if copy else raw  # float8 without ml_dtypes, F4/F6: raw bytes
 
 
-def parse(buffer: bytes | bytearray | memoryview, with_metadata: bool = False):
+def parse(buffer: bytes | bytearray | memoryview, with_metadata: bool = False, decode: bool = True):
     """Parse a whole safetensors file held in memory.
 
     Returns ``{name: ndarray}`` in header order, or
@@ -227,7 +229,8 @@ def parse(buffer: bytes | bytearray | memoryview, with_metadata: bool = False):
 
     When ``buffer`` is writable (a ``bytearray``), the arrays are zero-copy views into it (no
     second copy of the data); a read-only buffer (``bytes``) is copied so the arrays are
-    writable either way.
+    writable either way. ``decode=False`` only validates the header and the data offsets (the
+    values of the result are None).
     """
     view = memoryview(buffer).cast("B")
     if len(view) < 8:
@@ -244,7 +247,9 @@ def parse(buffer: bytes | bytearray | memoryview, with_metadata: bool = False):
     metadata = header.pop("__metadata__", None) or {}
     data = view[8 + n:]
     copy = view.readonly
-    tensors = {name: _decode(name, info, data, copy) for name, info in header.items()}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("safetensors __metadata__ is not an object of strings")
+    tensors = {name: _decode(name, info, data, copy, decode) for name, info in header.items()}
     return (tensors, dict(metadata)) if with_metadata else tensors
 
 
