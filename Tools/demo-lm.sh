@@ -10,8 +10,8 @@
 # one SVG plot per learning rate, and says which of the paper's findings were reproduced.
 # Without --dir, everything lives in a fresh temporary folder whose store is deleted at the end
 # (logs, report and plots are kept); with --dir DIR the store is kept too.
-# Sizes come from the environment (defaults in brackets): LM_STEPS [600], LM_EVERY (NU) [20],
-# LM_K [6], LM_LR_HIGH [1e-2], LM_LR_LOW [1e-3], LM_WIDTH [192], LM_LAYERS [4], LM_HEADS [6],
+# Sizes come from the environment (defaults in brackets): LM_STEPS [400], LM_EVERY (NU) [10],
+# LM_K [6], LM_LR_HIGH [3e-3], LM_LR_LOW [3e-4], LM_WIDTH [192], LM_LAYERS [4], LM_HEADS [6],
 # LM_CONTEXT [128], LM_BATCH [8], LM_EVAL_SEQS [16], LM_EMA_DECAY [0.7], LM_MAX_BYTES [all],
 # LM_SEED [0]. With CKSTORE_BIN set, that binary is used and nothing is built.
 set -euo pipefail
@@ -27,8 +27,8 @@ while [ $# -gt 0 ]; do
         *) echo "demo-lm.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-STEPS=${LM_STEPS:-600} EVERY=${LM_EVERY:-20} K=${LM_K:-6}
-LR_HIGH=${LM_LR_HIGH:-1e-2} LR_LOW=${LM_LR_LOW:-1e-3}
+STEPS=${LM_STEPS:-400} EVERY=${LM_EVERY:-10} K=${LM_K:-6}
+LR_HIGH=${LM_LR_HIGH:-3e-3} LR_LOW=${LM_LR_LOW:-3e-4}
 WIDTH=${LM_WIDTH:-192} LAYERS=${LM_LAYERS:-4} HEADS=${LM_HEADS:-6} CONTEXT=${LM_CONTEXT:-128}
 BATCH=${LM_BATCH:-8} EVAL_SEQS=${LM_EVAL_SEQS:-16} EMA_DECAY=${LM_EMA_DECAY:-0.7} SEED=${LM_SEED:-0}
 LAST=$(( STEPS / EVERY * EVERY ))

@@ -119,9 +119,14 @@ def test_table_plots_findings_and_timing_are_written(tiny_demo):
         "the gain is largest early and shrinks as the learning rate decays",
         "LAWA is ahead of EMA and SWA at the same step"]
     for i, f in enumerate(findings, 1):
-        assert isinstance(f["held"], bool)
-        assert f"  {i}. {f['finding']}: {'REPRODUCED' if f['held'] else 'NOT reproduced'}" in stdout
-    assert (out / "report.txt").read_text().count("findings reproduced") == 1
+        assert isinstance(f["held"], bool) and f["held"] == all(f["checks"].values())
+        assert f"  {i}. {f['finding']}: {f['status']}" in stdout
+        assert f["status"].split()[0] == ("REPRODUCED" if f["held"] else "PARTLY" if any(f["checks"].values())
+                                          else "NOT")
+    assert (out / "report.txt").read_text().count("findings fully reproduced") == 1
+    for run in RUNS:
+        zoom = (out / f"val_loss-{run}-zoom.svg").read_text()
+        assert zoom.count("<polyline") == 4 and "LAWA" in zoom and "SWA" in zoom
     assert not (out / "store").is_symlink() and (out / "store").is_dir()  # --dir keeps the store
 
 
@@ -183,10 +188,15 @@ def test_findings_follow_the_numbers():
     assert [f["held"] for f in report.findings(good, "hi", "lo", "lawa", "ema", "swa")] == [True] * 4
     # the same gains swapped between the learning rates: finding 2 fails only
     swapped = {"hi": good["lo"], "lo": good["hi"]}
-    assert [f["held"] for f in report.findings(swapped, "hi", "lo", "lawa", "ema", "swa")] == [
-        True, False, True, True]
+    result = report.findings(swapped, "hi", "lo", "lawa", "ema", "swa")
+    assert [f["held"] for f in result] == [True, False, True, True]
+    assert result[1]["status"] == "NOT reproduced" and result[0]["status"] == "REPRODUCED"
     # LAWA worse than raw and growing gains; EMA better than LAWA
     bad = _data(raw, [r + 0.01 * i for i, r in enumerate(raw)], raw, [r + 0.001 for r in raw],
                 ema=[r - 1 for r in raw])
-    held = [f["held"] for f in report.findings(bad, "hi", "lo", "lawa", "ema", "swa")]
-    assert held[0] is False and held[2] is False and held[3] is False
+    result = report.findings(bad, "hi", "lo", "lawa", "ema", "swa")
+    assert [f["held"] for f in result] == [False, False, False, False]
+    assert result[0]["checks"] == {"hi": False, "lo": False}
+    # LAWA beats SWA (by 0.02) but not the EMA (1 lower): finding 4 holds only partly, and says for what
+    assert result[3]["checks"] == {"hi vs ema": False, "hi vs swa": True, "lo vs ema": False, "lo vs swa": True}
+    assert result[3]["status"] == "PARTLY reproduced (held for hi vs swa, lo vs swa; not for hi vs ema, lo vs ema)"

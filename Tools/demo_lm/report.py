@@ -12,11 +12,16 @@ validation losses, raw − LAWA), then checks, from those numbers, the findings 
 1. LAWA beats raw: LAWA's loss is lower at most steps where both exist, and on average.
 2. The gain (raw − LAWA) is larger at the high learning rate (mean over the common steps).
 3. The gain is largest early and shrinks as the learning rate decays (mean gain over the
-   first third of the LAWA steps above that over the last third).
+   first third of the LAWA steps positive and above that over the last third).
 4. LAWA is ahead of EMA and of SWA at the same step (at most steps, and on average).
 
-With ``--out`` it writes ``findings.json`` (every number used) and one plot per run with
-``ckstore plot`` (``val_loss-RUN.svg``: raw and each variant against step).
+Findings 1, 3 and 4 are checked for each run (and 4 for each baseline): a finding is
+REPRODUCED when every case holds, PARTLY reproduced (naming the cases) when some do.
+
+With ``--out`` it writes ``findings.json`` (every number used) and two plots per run: with
+``ckstore plot`` (``val_loss-RUN.svg``: raw and each variant against step, every value), and
+``val_loss-RUN-zoom.svg`` (plot_svg.py: the y-axis fitted to the steps that have LAWA, where
+the differences are visible).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ckstore_import import ckstore  # noqa: E402
+from plot_svg import write_plot  # noqa: E402
 
 METRIC = "val_loss"
 
@@ -94,51 +100,54 @@ def print_table(run: str, m: dict, variants: list[tuple[str, str]]) -> None:
     print()
 
 
+def _finding(name: str, checks: dict[str, bool], detail: dict, text: str) -> dict:
+    """A finding with its per-case checks: ``held`` when every case held, ``status`` in words."""
+    held = [case for case, ok in checks.items() if ok]
+    if len(held) == len(checks):
+        status = "REPRODUCED"
+    elif held:
+        status = "PARTLY reproduced (held for " + ", ".join(held) + "; not for " + \
+            ", ".join(c for c in checks if c not in held) + ")"
+    else:
+        status = "NOT reproduced"
+    return {"finding": name, "held": len(held) == len(checks), "status": status, "checks": checks,
+            "detail": detail, "text": text}
+
+
 def findings(data: dict, high: str, low: str, lawa: str, ema: str, swa: str) -> list[dict]:
-    """The four findings, each with ``held`` (bool) and the numbers behind it."""
-    loss = {run: data[run].get(METRIC, {}) for run in (high, low)}
-    raw_vs = {run: compare(loss[run].get(lawa, {}), loss[run].get("raw", {})) for run in (high, low)}
+    """The four findings, each with ``held`` (bool), ``status``, per-case ``checks`` and numbers."""
+    runs = (high, low)
+    loss = {run: data[run].get(METRIC, {}) for run in runs}
+    raw_vs = {run: compare(loss[run].get(lawa, {}), loss[run].get("raw", {})) for run in runs}
     out = []
 
-    def held_beats(c: dict) -> bool:
+    def beats(c: dict) -> bool:
         return c["steps"] > 0 and c["wins"] * 2 > c["steps"] and c["mean_gain"] > 0
 
-    out.append({
-        "finding": "LAWA beats raw",
-        "held": all(held_beats(raw_vs[r]) for r in (high, low)),
-        "detail": {r: raw_vs[r] for r in (high, low)},
-        "text": "; ".join(f"{r}: LAWA lower at {raw_vs[r]['wins']}/{raw_vs[r]['steps']} steps, "
-                          f"mean raw-LAWA {_signed(raw_vs[r]['mean_gain'])}" for r in (high, low)),
-    })
+    out.append(_finding(
+        "LAWA beats raw", {r: beats(raw_vs[r]) for r in runs}, {r: raw_vs[r] for r in runs},
+        "; ".join(f"{r}: LAWA lower at {raw_vs[r]['wins']}/{raw_vs[r]['steps']} steps, "
+                  f"mean raw-LAWA {_signed(raw_vs[r]['mean_gain'])}" for r in runs)))
     common = sorted(set(loss[high].get(lawa, {})) & set(loss[high].get("raw", {}))
                     & set(loss[low].get(lawa, {})) & set(loss[low].get("raw", {})))
-    gain = {r: mean([loss[r]["raw"][s] - loss[r][lawa][s] for s in common]) for r in (high, low)}
-    out.append({
-        "finding": "the gain is larger at the high learning rate",
-        "held": bool(common) and gain[high] > gain[low],
-        "detail": {"steps": len(common), high: gain[high], low: gain[low]},
-        "text": f"mean raw-LAWA over {len(common)} common steps: {high} {_signed(gain[high])}, "
-                f"{low} {_signed(gain[low])}",
-    })
-    th = {r: thirds(loss[r].get("raw", {}), loss[r].get(lawa, {})) for r in (high, low)}
-    shrinks = {r: th[r]["early"] is not None and th[r]["early"] > th[r]["late"] for r in (high, low)}
-    out.append({
-        "finding": "the gain is largest early and shrinks as the learning rate decays",
-        "held": all(shrinks.values()),
-        "detail": {r: {**th[r], "held": shrinks[r]} for r in (high, low)},
-        "text": "; ".join(
-            f"{r}: first third (steps {_span(th[r]['early_steps'])}) {_signed(th[r]['early'])}, "
-            f"last third (steps {_span(th[r]['late_steps'])}) {_signed(th[r]['late'])}" for r in (high, low)),
-    })
-    vs = {r: {name: compare(loss[r].get(lawa, {}), loss[r].get(name, {})) for name in (ema, swa)} for r in (high, low)}
-    out.append({
-        "finding": "LAWA is ahead of EMA and SWA at the same step",
-        "held": all(held_beats(vs[r][name]) for r in (high, low) for name in (ema, swa)),
-        "detail": vs,
-        "text": "; ".join(f"{r}: LAWA lower than {name} at {vs[r][name]['wins']}/{vs[r][name]['steps']} steps "
-                          f"(mean {name}-LAWA {_signed(vs[r][name]['mean_gain'])})"
-                          for r in (high, low) for name in (ema, swa)),
-    })
+    gain = {r: mean([loss[r]["raw"][s] - loss[r][lawa][s] for s in common]) for r in runs}
+    out.append(_finding(
+        "the gain is larger at the high learning rate",
+        {f"{high} vs {low}": bool(common) and gain[high] > gain[low]}, {"steps": len(common), **gain},
+        f"mean raw-LAWA over {len(common)} common steps: {high} {_signed(gain[high])}, {low} {_signed(gain[low])}"))
+    th = {r: thirds(loss[r].get("raw", {}), loss[r].get(lawa, {})) for r in runs}
+    out.append(_finding(
+        "the gain is largest early and shrinks as the learning rate decays",
+        {r: th[r]["early"] is not None and th[r]["early"] > 0 and th[r]["early"] > th[r]["late"] for r in runs},
+        th,
+        "; ".join(f"{r}: first third (steps {_span(th[r]['early_steps'])}) {_signed(th[r]['early'])}, "
+                  f"last third (steps {_span(th[r]['late_steps'])}) {_signed(th[r]['late'])}" for r in runs)))
+    vs = {r: {name: compare(loss[r].get(lawa, {}), loss[r].get(name, {})) for name in (ema, swa)} for r in runs}
+    out.append(_finding(
+        "LAWA is ahead of EMA and SWA at the same step",
+        {f"{r} vs {name}": beats(vs[r][name]) for r in runs for name in (ema, swa)}, vs,
+        "; ".join(f"{r}: LAWA lower than {name} at {vs[r][name]['wins']}/{vs[r][name]['steps']} steps "
+                  f"(mean {name}-LAWA {_signed(vs[r][name]['mean_gain'])})" for r in runs for name in (ema, swa))))
     return out
 
 
@@ -172,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     result = findings(data, args.high, args.low, args.lawa, args.ema, args.swa)
     print("paper findings (Sanyal et al.), checked against the numbers above:")
     for i, f in enumerate(result, 1):
-        print(f"  {i}. {f['finding']}: {'REPRODUCED' if f['held'] else 'NOT reproduced'} ({f['text']})")
-    print(f"  {sum(f['held'] for f in result)} of {len(result)} findings reproduced")
+        print(f"  {i}. {f['finding']}: {f['status']}")
+        print(f"     {f['text']}")
+    print(f"  {sum(f['held'] for f in result)} of {len(result)} findings fully reproduced, "
+          f"{sum(not f['held'] and any(f['checks'].values()) for f in result)} partly")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         Path(args.out, "findings.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -187,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"report.py: plot for {run} failed: {proc.stderr.strip()}", file=sys.stderr)
                 return 1
             print(f"plot: {path}")
+            zoom = os.path.join(args.out, f"{METRIC}-{run}-zoom.svg")
+            loss = data[run].get(METRIC, {})
+            lawa_steps = loss.get(args.lawa, {})
+            write_plot(zoom, f"{run}: validation loss (y-axis from step {min(lawa_steps, default=0)})",
+                       [(label, loss.get(name, {})) for label, name in variants],
+                       y_from=min(lawa_steps) if lawa_steps else None)
+            print(f"plot: {zoom}")
     return 0
 
 
