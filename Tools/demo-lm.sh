@@ -74,7 +74,8 @@ python3 "$ROOT/Tools/demo_lm/corpus.py" "$DIR/data" ${LM_MAX_BYTES:+--max-bytes 
 "$BIN" init >/dev/null
 # watch passes the values in the environment; the command refers to them (never pastes them in).
 EVAL="python3 $(printf %q "$ROOT/Tools/demo_lm/evaluate.py")"' "$CKSTORE_PATH" "$CKSTORE_RUN" "$CKSTORE_STEP" "$CKSTORE_VARIANT"'
-EVAL+=" --data $(printf %q "$DIR/data") --heads $HEADS --context $CONTEXT --sequences $EVAL_SEQS --ema-decay $EMA_DECAY"
+EVAL+=" --data $(printf %q "$DIR/data") --heads $(printf %q "$HEADS") --context $(printf %q "$CONTEXT")"
+EVAL+=" --sequences $(printf %q "$EVAL_SEQS") --ema-decay $(printf %q "$EMA_DECAY")"
 echo "demo-lm.sh: store $CKSTORE_DIR; $STEPS steps per run, a snapshot every $EVERY, LAWA k=$K, EMA decay $EMA_DECAY"
 T_TRAIN=$SECONDS
 declare -A train_pid

@@ -2,7 +2,7 @@
 """The paired evaluator of the language-model demo: validation loss of raw, LAWA, EMA and SWA.
 
     python3 Tools/demo_lm/evaluate.py PATH RUN STEP VARIANT --data DIR --heads H
-                                      [--every NU] [--ema-decay D] [--sequences N]
+                                      [--context T] [--sequences N] [--ema-decay D]
 
 ``ckstore watch --run RUN --lawa k=K,stride=NU --raw --exec …`` runs it for every raw snapshot
 and every LAWA average as soon as they exist, passing the values through the environment
@@ -11,8 +11,9 @@ next-byte cross-entropy of the weights in PATH on the fixed validation windows (
 numpy: no torch import per snapshot) and records it with ``ckstore metric RUN@STEP
 val_loss=… --variant VARIANT``. For a raw snapshot it also asks the store, at the same step,
 for the EMA over the stored snapshots (``ckstore get --ema decay=D --at STEP``, variant
-``ema-dD``) and for SWA, their uniform mean (``ckstore get --swa --at STEP``, variant ``swa``),
-through ``ckstore.load``, and records their losses too.
+``ema-dD``) and for SWA, their uniform mean (``ckstore get --swa start=0 --at STEP``, variant
+``swa``), through ``ckstore.load``, and records their losses too. The EMA's default decay 0.7
+gives it about the mean age of the LAWA window: 0.7/0.3 ≈ 2.3 ν against (k−1)/2 = 2.5 ν.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         where = {"run": args.run, "at": args.step, "store": args.store, "binary": args.binary}
         ema = ckstore.load(ema=f"decay={args.ema_decay}", **where)
         results[f"ema-d{args.ema_decay}"] = npmodel.mean_loss(ema, args.heads, x, y)
-        swa = ckstore.load(swa="", **where)  # every stored snapshot up to STEP
+        swa = ckstore.load(swa="start=0", **where)  # every stored snapshot up to STEP
         results["swa"] = npmodel.mean_loss(swa, args.heads, x, y)
     for variant, loss in results.items():
         ckstore.record_metric(args.run, args.step, variant=variant, store=args.store, binary=args.binary,
