@@ -3,9 +3,9 @@
     python3 Tools/demo_lm/corpus.py OUT_DIR [--max-bytes N]
 
 Every module of the running interpreter's standard library (``sysconfig``'s ``stdlib``
-folder, ``**/*.py`` sorted by path, without ``site-packages`` and the test suites) is parsed with :mod:`ast` and its docstrings
-(module, classes, functions) are collected: English prose present on every machine with
-Python. Every 10th module (by sorted path) goes to the validation split, the others to the
+folder, ``**/*.py`` sorted by path, without ``site-packages`` and the test suites) is parsed
+with :mod:`ast` and its docstrings (module, classes, functions) are collected: English prose
+present on every machine with Python. Every 10th module (by sorted path) goes to the validation split, the others to the
 training split, so no document is in both. Writes ``OUT_DIR/train.bin`` and ``OUT_DIR/val.bin``
 (UTF-8 bytes; the model's vocabulary is the 256 byte values) and ``OUT_DIR/corpus.json``
 (where the text came from, file counts, byte sizes). The same interpreter gives the same bytes.
