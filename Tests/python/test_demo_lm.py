@@ -200,3 +200,13 @@ def test_findings_follow_the_numbers():
     # LAWA beats SWA (by 0.02) but not the EMA (1 lower): finding 4 holds only partly, and says for what
     assert result[3]["checks"] == {"hi vs ema": False, "hi vs swa": True, "lo vs ema": False, "lo vs swa": True}
     assert result[3]["status"] == "PARTLY reproduced (held for hi vs swa, lo vs swa; not for hi vs ema, lo vs ema)"
+
+
+def test_ema_and_swa_results_are_not_cached(tiny_demo, ckstore_bin):
+    """Only watch's LAWA averages are cached as derived snapshots (EMA/SWA are read once)."""
+    out, _ = tiny_demo
+    listing = json.loads(subprocess.run([ckstore_bin, "--store", str(out / "store"), "ls", "--derived", "--json"],
+                                        capture_output=True, check=True).stdout)
+    text = json.dumps(listing)
+    assert "lawa" in text
+    assert "ema" not in text and "swa" not in text

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y = npmodel.validation_batch(Path(args.data, "val.bin"), args.sequences, args.context)
     results = {args.variant: npmodel.mean_loss(read_safetensors(args.path), args.heads, x, y)}
     if args.variant == "raw" and not args.no_ema_swa:
-        where = {"run": args.run, "at": args.step, "store": args.store, "binary": args.binary}
+        # no_cache: each EMA/SWA result is read once; caching them would store a model per step
+        where = {"run": args.run, "at": args.step, "store": args.store, "binary": args.binary, "no_cache": True}
         ema = ckstore.load(ema=f"decay={args.ema_decay}", **where)
         results[f"ema-d{args.ema_decay}"] = npmodel.mean_loss(ema, args.heads, x, y)
         swa = ckstore.load(swa="start=0", **where)  # every stored snapshot up to STEP
