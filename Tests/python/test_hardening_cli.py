@@ -125,13 +125,15 @@ def test_help_is_only_looked_for_before_double_dash(ckstore_bin, tmp_path, model
     (["get", "r@1", "-o", "--quiet"], "-o"),
     (["metric", "r@1", "loss=1", "--variant", "--json"], "--variant"),
 ])
-def test_a_value_option_does_not_swallow_the_next_option(ckstore_bin, filled, model, args, option):
+def test_a_value_option_does_not_swallow_the_next_option(ckstore_bin, filled, model, args, option, tmp_path):
     args = [str(model) if a == "FILE" else a for a in args]
     before = run(ckstore_bin, "--store", filled, "ls", "--json").stdout
-    r = run(ckstore_bin, "--store", filled, *args)
+    # In a scratch directory: a binary that took "--quiet" as the output name would write there.
+    r = run(ckstore_bin, "--store", filled, *args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert f"{option} needs a value" in error_line(r)
     assert run(ckstore_bin, "--store", filled, "ls", "--json").stdout == before
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_help_and_version_commands(ckstore_bin):
