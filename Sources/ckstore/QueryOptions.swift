@@ -54,7 +54,7 @@ struct QueryOptions {
 
 extension QueryPlan {
     /// The plan as JSON: recipe, run, inputs (label, step, digest), combination.
-    func json(copied: [String]) -> JSONValue {
+    func json(copied: [String], copiedFiles: [String]? = nil) -> JSONValue {
         var combination: [(key: String, value: JSONValue)] = []
         switch self.combination {
         case .uniform: combination = [("kind", .string("uniform"))]
@@ -74,7 +74,8 @@ extension QueryPlan {
                     })
             ),
             ("combination", .object(combination)), ("copied_tensors", .array(copied.map { .string($0) })),
-            ("cache_key", .string(cacheKey.hex)),
-        ])
+        ]
+            + (copiedFiles.map { [("copied_files", JSONValue.array($0.map { .string($0) }))] } ?? [])
+            + [("cache_key", .string(cacheKey.hex))])
     }
 }

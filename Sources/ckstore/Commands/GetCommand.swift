@@ -9,6 +9,7 @@ enum GetCommand {
             usage: ckstore get REF -o FILE|-
                    ckstore get [--run RUN] (--lawa … | --swa … | --ema …) --at STEP -o FILE|- [--no-cache]
                    ckstore get --mean REF,REF,… [--weights W,W,…] -o FILE|- [--no-cache]
+                   ckstore get QUERY -o DIR [--force] | --file PATH -o FILE|-   (directory snapshots)
 
             With REF, writes the exact bytes that were put (same SHA-256 as the original file).
             REF is RUN@STEP, RUN@latest, sha256:<64 hex>, or a unique hex prefix of at least 8
@@ -32,8 +33,22 @@ enum GetCommand {
             the link kept; a device, FIFO or /dev/stdout is written in place. On a terminal, a
             get that takes over a second shows its progress on stderr.
 
+            When the inputs are directory snapshots, they are matched file by file (same
+            relative path) and tensor by tensor: every input must hold the same .safetensors
+            paths with the same tensors (name, dtype, shape), so per-rank shards average with
+            their own rank's slice. The result is a directory with the newest input's layout,
+            written with -o DIR (a temporary sibling renamed into place; a non-empty DIR only
+            with --force); every other file (config, tokenizer, …) and every integer tensor is
+            copied from the newest input, and every safetensors file's __metadata__ carries
+            ckstore.recipe and ckstore.inputs. -o - is a usage error for a directory result
+            unless --file PATH selects one file of it (served from the cached result when there
+            is one; otherwise only that file is computed, and not cached). Single-file and
+            directory inputs cannot be mixed.
+
             \(QueryOptions.help)
               --no-cache                compute without storing the result
+              --file PATH               one file of a directory result (queries over directory snapshots)
+              --force                   replace a non-empty -o DIR (directory results)
               --verify                  also re-hash every chunk read with SHA-256
               --quiet                   no summary and no progress on stderr
             """,
@@ -45,6 +60,8 @@ enum GetCommand {
             let noCache = args.flag("--no-cache")
             let verify = args.flag("--verify")
             let run = try args.value("--run")
+            let filePath = try args.value("--file")
+            let force = args.flag("--force")
             let options = try QueryOptions.parse(&args)
             let target: OutputTarget = out == "-" ? .standardOutput : .file(out)
             let progress = ProgressDisplay.make(quiet: quiet, verb: "get")
@@ -54,23 +71,36 @@ enum GetCommand {
                 let store = try Store(path: globals.storePath)
                 store.forceSHA256Verification = verify
                 store.progressHandler = progress.map { display in { display.update($0) } }
-                let report = try store.materialize(try store.plan(query, run: run), to: target, useCache: !noCache)
+                let output: AverageOutput
+                if let filePath {
+                    output = .treeFile(filePath, target)
+                } else if out == "-" {
+                    output = .file(.standardOutput)
+                } else {
+                    output = .automatic(out, force: force)
+                }
+                let report = try store.materialize(try store.plan(query, run: run), output: output, useCache: !noCache)
                 progress?.clear()
                 let plan = report.plan
                 for note in report.cacheNotes { Console.err("ckstore: warning: \(note)") }
                 if !quiet {
                     let source = report.fromCache ? "from the cache" : "computed from \(plan.inputs.count) inputs"
+                    let files = report.files == 1 && report.copiedFiles.isEmpty && filePath == nil ? "" : "\(report.files) files, "
                     var line =
-                        "\(plan.recipe): \(source), \(Console.bytes(report.bytesOut)) in \(Console.format(report.seconds, decimals: 2)) s"
+                        "\(plan.recipe): \(source), \(files)\(Console.bytes(report.bytesOut)) in \(Console.format(report.seconds, decimals: 2)) s"
                     if let d = report.derivedDigest { line += "; derived sha256:\(d.hex.prefix(12))…" }
                     Console.err(line)
                     if !report.copiedTensors.isEmpty {
                         Console.err(
                             "copied from \(plan.inputs.last!.label) (not averaged): \(report.copiedTensors.joined(separator: ", "))")
                     }
+                    if !report.copiedFiles.isEmpty {
+                        Console.err("side files copied from \(plan.inputs.last!.label): \(report.copiedFiles.joined(separator: ", "))")
+                    }
                 }
                 return 0
             }
+            if filePath != nil || force { throw args.usage("--file and --force apply to queries over directory snapshots") }
             if noCache { throw args.usage("--no-cache applies to queries only") }
             if run != nil { throw args.usage("--run applies to queries only (use REF = RUN@STEP)") }
             let refText = try args.positionals(min: 1, max: 1, names: "REF")[0]
