@@ -133,9 +133,6 @@ private func listTree(_ path: String) -> [String] {
     return result.sorted()
 }
 
-/// Command output as text.
-private func text(_ data: Data) -> String { String(decoding: data, as: UTF8.self) }
-
 /// The CKStoreError `body` throws, or nil.
 private func errorOf(_ body: () throws -> Void) -> CKStoreError? {
     do { try body() } catch let e as CKStoreError { return e } catch { return CKStoreError(.environment, "\(error)") }

@@ -8,7 +8,7 @@
 /// the hidden sibling behind). An existing empty directory is replaced; a non-empty one only
 /// with `force` (moved aside, then deleted once the new tree is in place). Owns the temporary
 /// directory: it is removed in `deinit` unless committed.
-package final class AverageOutputDirectory {
+final class AverageOutputDirectory {
     /// The final path.
     let destination: String
     /// The temporary sibling being filled.
@@ -39,7 +39,7 @@ package final class AverageOutputDirectory {
     }
 
     deinit {
-        if !committed { Self.remove(temporary) }
+        if !committed { DirectoryRemoval.remove(temporary) }
     }
 
     /// An output file at the clean relative `path` inside the temporary directory (its parent
@@ -78,7 +78,7 @@ package final class AverageOutputDirectory {
             committed = false
             throw CKStoreError(.environment, "cannot rename the result to \(destination): \(e)", cause: e)
         }
-        Self.remove(aside)
+        DirectoryRemoval.remove(aside)
     }
 
     /// Refuses a destination that cannot take a tree (before anything is computed).
@@ -98,27 +98,8 @@ package final class AverageOutputDirectory {
             throw CKStoreError(
                 .badInput, "cannot write the result to \(destination): it exists and is not a directory (the inputs are directory snapshots)")
         }
-        guard force || isEmpty(destination) else {
+        guard force || DirectoryRemoval.isEmpty(destination) else {
             throw CKStoreError(.conflict, "\(destination) exists and is not empty; use --force to replace its content")
-        }
-    }
-
-    /// Whether `path` is a directory without entries (false when it cannot be read).
-    static func isEmpty(_ path: String) -> Bool {
-        guard case .success(let names) = Sys.listDirectory(path) else { return false }
-        return names.isEmpty
-    }
-
-    /// Removes `path` and everything under it, best effort; symbolic links are removed, never
-    /// followed.
-    package static func remove(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR, case .success(let names) = Sys.listDirectory(path) {
-            for name in names { remove(path + "/" + name) }
-            _ = Sys.rmdir(path)
-        } else {
-            _ = Sys.unlink(path)
         }
     }
 }

@@ -84,7 +84,7 @@ extension Store {
             case .bytes:
                 // The newest input's own side file: damage there is damage of an input.
                 let output = try OutputWriter(target)
-                try writeContent(content, label: file.labels[file.labels.count - 1], to: output)
+                try write(content, label: file.labels[file.labels.count - 1], to: output)
                 try output.commit()
                 return .success(output.bytesWritten)
             }
@@ -96,7 +96,7 @@ extension Store {
                 let output = try directory.file(treeEntry.path)
                 output.progress = meter
                 do throws(CKStoreError) {
-                    try writeContent(entry.files[treeEntry.path]!, label: "\(label): file '\(treeEntry.path)'", to: output)
+                    try write(entry.files[treeEntry.path]!, label: "\(label): file '\(treeEntry.path)'", to: output)
                 } catch where error.code == .integrity && treeEntry.kind == .safetensors {
                     return .failure(CacheRejection(digest: entry.digest, reason: error.message, damaged: true))
                 }

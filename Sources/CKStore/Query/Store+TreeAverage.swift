@@ -167,28 +167,7 @@ extension Store {
 
     /// Writes a side file of the newest input to `output` (not committed).
     private func copySideFile(_ file: TreeAverageLayout.File, to output: OutputWriter) throws(CKStoreError) {
-        try writeContent(.bytes(file.copied!), label: file.labels[file.labels.count - 1], to: output)
-    }
-
-    /// Writes the exact file `content` describes to `output` (not committed), every chunk
-    /// checked.
-    func writeContent(_ content: FileContent, label: String, to output: OutputWriter) throws(CKStoreError) {
-        let manifest: Manifest
-        switch content {
-        case .safetensors(let m):
-            manifest = m
-            try output.write(SafetensorsHeader.lengthPrefix(m.headerBytes.count))
-            try output.write(m.headerBytes)
-        case .bytes(let file):
-            manifest = Manifest(headerBytes: [], dataLength: file.size, tensors: [file.pseudoTensor], recordedDigest: file.digest)
-        }
-        if let sink = output.positional {
-            try forEachChunk(of: manifest, label: label, writingTo: (sink, output.bytesWritten)) { (bytes) throws(CKStoreError) in
-                output.advance(by: bytes.count)
-            }
-        } else {
-            try forEachChunk(of: manifest, label: label) { (bytes) throws(CKStoreError) in try output.write(bytes) }
-        }
+        try write(.bytes(file.copied!), label: file.labels[file.labels.count - 1], to: output)
     }
 }
 

@@ -155,27 +155,17 @@ extension Store {
 
     /// The manifest of a safetensors file of an input tree, checked against its digest and size.
     func averageInputManifest(_ entry: TreeEntry, label: String) throws(CKStoreError) -> Manifest {
-        let digest = entry.digest
-        let subject = "\(label): file '\(entry.path)'"
-        guard let manifest = try wrapping("read \(subject)", { try metadata.manifest(digest) }) else {
-            throw CKStoreError(.integrity, "\(subject): its manifest sha256:\(digest.hex) is missing")
-        }
-        let recomputed = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: manifest.tensors)
-        guard recomputed.digest == digest, manifest.fileLength == entry.size else {
-            throw CKStoreError(.integrity, "\(subject): the stored rows no longer match digest sha256:\(digest.hex)")
+        guard case .safetensors(let manifest) = try wrapping("read \(label): file '\(entry.path)'", { try storedFile(entry, label: label) })
+        else {
+            throw CKStoreError(.integrity, "\(label): file '\(entry.path)' is not a safetensors file")
         }
         return manifest
     }
 
     /// The content of a side file of an input tree, checked against its digest and size.
     func averageInputBytes(_ entry: TreeEntry, label: String) throws(CKStoreError) -> BytesFile {
-        let digest = entry.digest
-        let subject = "\(label): file '\(entry.path)'"
-        guard entry.kind == .bytes, let file = try wrapping("read \(subject)", { try metadata.bytesFile(digest) }) else {
-            throw CKStoreError(.integrity, "\(subject): its rows sha256:\(digest.hex) are missing")
-        }
-        guard BytesFile(size: file.size, chunks: file.chunks).digest == digest, file.size == entry.size else {
-            throw CKStoreError(.integrity, "\(subject): the stored rows no longer match digest sha256:\(digest.hex)")
+        guard case .bytes(let file) = try wrapping("read \(label): file '\(entry.path)'", { try storedFile(entry, label: label) }) else {
+            throw CKStoreError(.integrity, "\(label): file '\(entry.path)' is not an opaque file")
         }
         return file
     }

@@ -194,7 +194,7 @@ enum WatchCommand {
                     }
                     retry[item] = nil
                 } catch {
-                    AverageOutputDirectory.remove(path)
+                    DirectoryRemoval.remove(path)
                     let failed = (retry[item]?.failures ?? 0) + 1
                     if failed > o.retries {
                         Console.err(
@@ -215,7 +215,7 @@ enum WatchCommand {
                 }
                 done.insert(item)
                 if stopSignal != 0 {  // stopped while materializing: do not start CMD
-                    AverageOutputDirectory.remove(path)
+                    DirectoryRemoval.remove(path)
                     break
                 }
                 let status: Int32
@@ -225,10 +225,10 @@ enum WatchCommand {
                         environment: CommandTemplate.environment(
                             path: path, step: item.step, run: o.run, variant: item.isLAWA ? variant : "raw"))
                 } catch {
-                    AverageOutputDirectory.remove(path)
+                    DirectoryRemoval.remove(path)
                     throw error
                 }
-                AverageOutputDirectory.remove(path)
+                DirectoryRemoval.remove(path)
                 if status != 0 && stopSignal == 0 {
                     failures += 1
                     Console.err("ckstore: error: watch: command for \(label(item)) exited with status \(status)")
