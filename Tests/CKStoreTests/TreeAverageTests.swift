@@ -2,10 +2,7 @@
 // shards averaged bit for bit like one file, refusals naming the path, tensor and steps, side
 // files and integer tensors copied from the newest input, the derived-tree cache, one-file
 // selection, the lazy checkpoint, watch, and hostile destinations.
-//
-// Trees are built through the library: each file is first put as a scratch single-file snapshot
-// (a side file as one U8 tensor) so that its chunks are stored, then the tree is committed with
-// `MetadataStore.commit(tree:)`.
+// Trees are put through the library (`Store.put(directory:…)`).
 
 import Foundation
 import Testing
@@ -69,31 +66,20 @@ private struct Model {
     }
 }
 
-/// Scratch snapshots made so far (each file of a tree is first put on its own).
-nonisolated(unsafe) private var scratchCounter = 0
-
-/// Commits `files` (path → bytes) as the directory snapshot `run`@`step`; returns its digest.
+/// Writes `files` (path → bytes) under a new directory and puts it as the directory snapshot
+/// `run`@`step`; returns its digest.
 @discardableResult
 private func putTree(
     _ store: Store, _ dir: TemporaryDirectory, run: String, step: Int, files: [(String, [UInt8])], force: Bool = false
 ) throws -> SHA256Digest {
-    var contents: [(path: String, content: FileContent)] = []
+    let root = dir.file("src-\(run)-\(step)-\(UInt32.random(in: 0...UInt32.max))")
     for (path, bytes) in files {
-        let safetensors = path.hasSuffix(".safetensors")
-        scratchCounter += 1
-        let scratch = dir.file("scratch-\(scratchCounter)")
-        writeFile(scratch, safetensors ? bytes : makeSafetensors(tensors: [TensorSpec("bytes", "U8", [bytes.count], bytes)]))
-        let report = try store.put(from: .file(scratch), run: "scratch", step: scratchCounter)
-        let manifest = try store.manifest(of: ResolvedRef(digest: report.digest, snapshot: nil))
-        if safetensors {
-            contents.append((path, .safetensors(manifest)))
-        } else {
-            contents.append((path, .bytes(BytesFile(size: bytes.count, chunks: manifest.tensors.first?.chunks ?? []))))
-        }
+        let full = "\(root)/\(path)"
+        try FileManager.default.createDirectory(
+            atPath: String(full[..<full.lastIndex(of: "/")!]), withIntermediateDirectories: true)
+        writeFile(full, bytes)
     }
-    let snapshot = try TreeSnapshot(files: contents)
-    _ = try store.metadata.commit(tree: snapshot, run: run, step: step, metrics: [], force: force)
-    return snapshot.tree.digest
+    return try store.put(directory: root, run: run, step: step, force: force).digest
 }
 
 /// Run "ranks": a 4-rank tree (plus config.json, changing per step, and a nested opaque file)
