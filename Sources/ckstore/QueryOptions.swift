@@ -61,7 +61,7 @@ extension QueryPlan {
         case .weighted(let w): combination = [("kind", .string("weighted")), ("weights", .array(w.map { .double($0) }))]
         case .ema(let d): combination = [("kind", .string("ema")), ("decay", .double(d))]
         }
-        return .object([
+        var fields: [(key: String, value: JSONValue)] = [
             ("recipe", .string(recipe)), ("run", run.map { .string($0) } ?? .null),
             (
                 "inputs",
@@ -75,7 +75,9 @@ extension QueryPlan {
             ),
             ("combination", .object(combination)), ("copied_tensors", .array(copied.map { .string($0) })),
         ]
-            + (copiedFiles.map { [("copied_files", JSONValue.array($0.map { .string($0) }))] } ?? [])
-            + [("cache_key", .string(cacheKey.hex))])
+        // Averages of directory snapshots also list the side files copied from the newest input.
+        if let copiedFiles { fields.append(("copied_files", .array(copiedFiles.map { .string($0) }))) }
+        fields.append(("cache_key", .string(cacheKey.hex)))
+        return .object(fields)
     }
 }

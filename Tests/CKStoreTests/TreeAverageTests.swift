@@ -178,7 +178,10 @@ private func errorOf(_ body: () throws -> Void) -> CKStoreError? {
                 ("missing file", [good(20)[0]], [Model.rankPath(1, 2), "m0@20", "m0@10"]),
                 ("extra file", good(20) + [("rank-9.safetensors", tensor("x", "F32", [2]))], ["rank-9.safetensors", "@20", "@10"]),
                 ("missing tensor", [good(20)[0], (Model.rankPath(1, 2), tensor("embed.weight", "F32", [8, 37]))], ["layer.0.w"]),
-                ("dtype", [good(20)[0], (Model.rankPath(1, 2), Model.file(step: 20, rank: 1, ranks: 2).replacingBF16())], ["layer.0.w", "F16"]),
+                (
+                    "dtype", [good(20)[0], (Model.rankPath(1, 2), Model.file(step: 20, rank: 1, ranks: 2).replacingBF16())],
+                    ["layer.0.w", "F16"]
+                ),
                 ("shape", [good(20)[0], (Model.rankPath(1, 2), Model.file(step: 20, rank: 0, ranks: 4))], ["embed.weight", "[4, 37]"]),
             ]
             for (i, (name, files, fragments)) in cases.enumerated() {
@@ -217,7 +220,9 @@ private func errorOf(_ body: () throws -> Void) -> CKStoreError? {
             let f = dir.file("r20.safetensors")
             writeFile(f, Model.file(step: 20, rank: 0, ranks: 1))
             _ = try store.put(from: .file(f), run: "ranks", step: 20)
-            #expect(errorOf { _ = try store.materialize(try store.plan(.lawa(k: 2, stride: 10, at: 20), run: "ranks"), to: nil) }?.code == .badInput)
+            #expect(
+                errorOf { _ = try store.materialize(try store.plan(.lawa(k: 2, stride: 10, at: 20), run: "ranks"), to: nil) }?.code
+                    == .badInput)
         }
     }
 
@@ -315,7 +320,8 @@ private func errorOf(_ body: () throws -> Void) -> CKStoreError? {
             try FileManager.default.createDirectory(atPath: dir.file("target"), withIntermediateDirectories: true)
             symlink(dir.file("target"), dir.file("link"))
             #expect(errorOf { _ = try store.materialize(plan, output: .directory(dir.file("link"), force: true)) }?.code == .badInput)
-            #expect(errorOf { _ = try store.materialize(plan, output: .directory(dir.file("no/such/dir"), force: false)) }?.code == .badInput)
+            #expect(
+                errorOf { _ = try store.materialize(plan, output: .directory(dir.file("no/such/dir"), force: false)) }?.code == .badInput)
             // A non-empty directory only with force; a symlink inside it is removed, not followed.
             try FileManager.default.createDirectory(atPath: dir.file("full"), withIntermediateDirectories: true)
             writeFile(dir.file("outside"), [7])
@@ -360,7 +366,8 @@ private func errorOf(_ body: () throws -> Void) -> CKStoreError? {
             #expect(dash.status == 2 && dash.stderr.contains("--file PATH"), "\(dash.stderr)")
             let get = runCLI(["get"] + lawa + ["-o", dir.file("out")], store: path)
             #expect(get.status == 0, "\(get.stderr)")
-            #expect(get.stderr.contains("6 files") && get.stderr.contains("side files copied from ranks@20: config.json, extra/optimizer.pt"))
+            #expect(
+                get.stderr.contains("6 files") && get.stderr.contains("side files copied from ranks@20: config.json, extra/optimizer.pt"))
             let again = runCLI(["get"] + lawa + ["-o", dir.file("out")], store: path)
             #expect(again.status == 1 && again.stderr.contains("--force"), "a non-empty directory needs --force: \(again.stderr)")
             let forced = runCLI(["get"] + lawa + ["-o", dir.file("out"), "--force"], store: path)

@@ -96,7 +96,8 @@ final class AverageOutputDirectory {
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
             throw CKStoreError(
-                .badInput, "cannot write the result to \(destination): it exists and is not a directory (the inputs are directory snapshots)")
+                .badInput,
+                "cannot write the result to \(destination): it exists and is not a directory (the inputs are directory snapshots)")
         }
         guard force || DirectoryRemoval.isEmpty(destination) else {
             throw CKStoreError(.conflict, "\(destination) exists and is not empty; use --force to replace its content")

@@ -78,7 +78,8 @@ struct AverageLayout {
             if averaged && !ChunkAccumulator.supports(info.dtype) {
                 throw CKStoreError(
                     .badInput,
-                    "\(subject)tensor '\(info.name)' has dtype \(info.dtype.rawValue), which ckstore cannot average (packed sub-byte floats)")
+                    "\(subject)tensor '\(info.name)' has dtype \(info.dtype.rawValue), which ckstore cannot average (packed sub-byte floats)"
+                )
             }
             tensors.append(Tensor(info: info, averaged: averaged, inputChunks: chunks))
         }

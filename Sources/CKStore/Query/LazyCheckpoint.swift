@@ -108,7 +108,8 @@ public final class LazyCheckpoint {
         switch inputs {
         case .file(let layout):
             if let file {
-                throw CKStoreError(.usage, "the result of \(plan.recipe) is one safetensors file, not a directory: it has no file '\(file)'")
+                throw CKStoreError(
+                    .usage, "the result of \(plan.recipe) is one safetensors file, not a directory: it has no file '\(file)'")
             }
             candidates = [(layout, plan.inputs.map(\.label))]
         case .tree(let tree):

@@ -97,7 +97,7 @@ extension Store {
                 output.progress = meter
                 do throws(CKStoreError) {
                     try write(entry.files[treeEntry.path]!, label: "\(label): file '\(treeEntry.path)'", to: output)
-                } catch where error.code == .integrity && treeEntry.kind == .safetensors {
+                } catch  where error.code == .integrity && treeEntry.kind == .safetensors {
                     return .failure(CacheRejection(digest: entry.digest, reason: error.message, damaged: true))
                 }
                 try output.commit()

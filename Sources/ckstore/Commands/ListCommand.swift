@@ -31,7 +31,8 @@ enum ListCommand {
                 if json {
                     // The same keys as `show <query> --json`, including whether it is cached.
                     let lazy = try store.lazyCheckpoint(plan)
-                    guard case .object(var fields) = plan.json(copied: lazy.copiedTensors, copiedFiles: lazy.isTree ? lazy.copiedFiles : nil)
+                    guard
+                        case .object(var fields) = plan.json(copied: lazy.copiedTensors, copiedFiles: lazy.isTree ? lazy.copiedFiles : nil)
                     else { return 2 }
                     fields.append(("cached", try store.cachedResult(for: plan).map { .string("sha256:\($0.hex)") } ?? .null))
                     Console.json(.object(fields))
