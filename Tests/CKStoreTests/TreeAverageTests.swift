@@ -395,13 +395,14 @@ private func errorOf(_ body: () throws -> Void) -> CKStoreError? {
             let log = dir.file("log")
             let exec = "test -d {path} && ls {path} | tr '\\n' ' ' >> \(log) && cat {path}/config.json >> \(log) && echo >> \(log)"
             let watch = runCLI(
-                ["watch", "--run", "ranks", "--lawa", "k=2,stride=10", "--exec", exec, "--until", "20", "--poll", "0.05"],
+                ["watch", "--run", "ranks", "--lawa", "k=2,stride=10", "--exec", exec, "--until", "20", "--poll", "0.05", "--raw"],
                 store: dir.file("store"))
             #expect(watch.status == 0, "\(watch.stderr)")
             let lines = String(decoding: readFile(log), as: UTF8.self).split(separator: "\n")
-            #expect(lines.count == 2, "\(lines)")
-            #expect(lines.first?.contains("rank-00003-of-00004.safetensors") == true && lines.first?.contains("{\"step\": 10}") == true)
-            #expect(lines.last?.contains("{\"step\": 20}") == true)
+            // --raw: the snapshots at 0, 10 and 20 (recreated directories), and the averages at 10 and 20.
+            #expect(lines.count == 5, "\(lines)")
+            #expect(lines.allSatisfy { $0.contains("rank-00003-of-00004.safetensors") && $0.contains("extra") }, "\(lines)")
+            #expect(lines.filter { $0.contains("{\"step\": 10}") }.count == 2 && lines.filter { $0.contains("{\"step\": 20}") }.count == 2)
             #expect(try store.derivedSnapshots(run: "ranks").count == 2, "watch caches each average")
         }
     }

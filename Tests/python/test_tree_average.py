@@ -213,6 +213,10 @@ def test_cache_hit_on_repeat_and_recompute_after_damage(ckstore, runs, store):
     assert "warning: dropped the cached result" in third.stderr and "computed from 3 inputs" in third.stderr
     assert read_tree(runs / "c") == read_tree(runs / "a")
     assert "from the cache" in ckstore("get", "--run", "ranks", *LAWA, "-o", str(runs / "d")).stderr
+    victim.unlink()  # a missing blob: the same, never an error
+    fourth = ckstore("get", "--run", "ranks", *LAWA, "-o", str(runs / "f"))
+    assert "warning: dropped the cached result" in fourth.stderr and read_tree(runs / "f") == read_tree(runs / "a")
+    assert victim.exists(), "the recomputation wrote the missing blob again"
     assert ckstore("fsck", "--full", check=False).returncode == 0
     nocache = ckstore("get", "--run", "ranks", "--lawa", "k=2,stride=10", "--at", "30", "--no-cache", "-o", str(runs / "e"))
     assert "derived" not in nocache.stderr

@@ -27,7 +27,8 @@ enum WatchCommand {
               {run}      $CKSTORE_RUN       RUN
               {variant}  $CKSTORE_VARIANT   e.g. lawa-k6-s1000 (or raw)
             With --raw, CMD also runs on every raw snapshot (variant 'raw'), so both curves can
-            be compared. Steps are processed in ascending order, each once.
+            be compared (a directory snapshot is recreated as a directory). Steps are processed
+            in ascending order, each once.
 
               --from S           ignore steps below S
               --until S          exit once every step up to S has been processed and a step ≥ S exists
@@ -190,7 +191,12 @@ enum WatchCommand {
                         let report = try store.materialize(plan, output: .automatic(path, force: false))
                         for note in report.cacheNotes { Console.err("ckstore: warning: watch: \(note)") }
                     } else {
-                        _ = try store.restore(try store.resolve(.step(run: o.run, step: item.step)), to: .file(path))
+                        let resolved = try store.resolve(.step(run: o.run, step: item.step))
+                        if isTree {
+                            _ = try store.restoreTree(resolved, toDirectory: path, force: false)
+                        } else {
+                            _ = try store.restore(resolved, to: .file(path))
+                        }
                     }
                     retry[item] = nil
                 } catch {
