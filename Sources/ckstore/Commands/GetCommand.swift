@@ -94,7 +94,10 @@ enum GetCommand {
                 for note in report.cacheNotes { Console.err("ckstore: warning: \(note)") }
                 if !quiet {
                     let source = report.fromCache ? "from the cache" : "computed from \(plan.inputs.count) inputs"
-                    let files = report.files == 1 && report.copiedFiles.isEmpty && filePath == nil ? "" : "\(report.files) files, "
+                    // Directory results say how many files they hold ("1 file" with --file).
+                    let files =
+                        report.files == 1 && report.copiedFiles.isEmpty && filePath == nil
+                        ? "" : "\(report.files) file\(report.files == 1 ? "" : "s"), "
                     var line =
                         "\(plan.recipe): \(source), \(files)\(Console.bytes(report.bytesOut)) in \(Console.format(report.seconds, decimals: 2)) s"
                     if let d = report.derivedDigest { line += "; derived sha256:\(d.hex.prefix(12))…" }
