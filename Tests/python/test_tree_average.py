@@ -242,6 +242,23 @@ def test_hostile_destinations(ckstore, runs):
     assert not [p for p in runs.iterdir() if ".tmp-" in p.name or ".old" in p.name]
 
 
+def test_relative_destinations(ckstore_bin, ckstore, runs, store):
+    def get(out: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([ckstore_bin, "--store", store, "get", "--run", "ranks", *LAWA, "-o", out, *extra],
+                              cwd=runs, capture_output=True, text=True)
+    proc = get("rel")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(read_tree(runs / "rel")) == sorted(rank_tree(30))
+    (runs / "sub").mkdir()
+    assert get("sub/rel2/").returncode == 0 and (runs / "sub" / "rel2" / "config.json").exists()
+    assert get("sub/rel2", "--force").returncode == 0
+    for bad in (".", "..", "sub/..", "/"):
+        proc = get(bad, "--force")
+        assert proc.returncode == 1 and "name a new or an empty directory" in proc.stderr, (bad, proc.stderr)
+    assert not [p for p in runs.rglob("*") if ".tmp-" in p.name or ".old" in p.name]
+    assert not [p for p in Path("/").iterdir() if ".tmp-" in p.name]
+
+
 def test_hostile_paths_inside_trees(ckstore, tmp_path):
     names = ["-n/--force.safetensors", "a b/ç ☃.safetensors", "deep/er/x.safetensors", "$(touch pwned)/x.json"]
     for step in (1, 2):

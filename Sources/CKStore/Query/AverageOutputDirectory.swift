@@ -14,6 +14,8 @@ final class AverageOutputDirectory {
     /// The temporary sibling being filled.
     let temporary: String
     private let force: Bool
+    /// The prefix of the hidden name a replaced directory is moved to.
+    private let aside: String
     private var committed = false
     private var made = Set<String>()
 
@@ -27,10 +29,13 @@ final class AverageOutputDirectory {
         destination = path
         self.force = force
         try Self.check(path, force: force)
+        // Hidden siblings in the destination's directory: `.NAME.tmp-…` while it is written,
+        // `.NAME.old.tmp-…` for a replaced directory while it is deleted.
         let slash = path.lastIndex(of: "/")
-        let parent = slash.map { String(path[..<$0]) } ?? "."
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        temporary = FileSystem.temporaryName(prefix: "\(slash == nil ? "" : parent)/.\(OutputWriter.shortened(base))")
+        let hidden = (slash.map { String(path[..<$0]) + "/" } ?? "") + "." + OutputWriter.shortened(base)
+        temporary = FileSystem.temporaryName(prefix: hidden)
+        aside = hidden + ".old"
         do {
             _ = try Sys.mkdir(temporary, 0o755).get()
         } catch {
@@ -68,7 +73,7 @@ final class AverageOutputDirectory {
             committed = false
             throw CKStoreError(.conflict, "\(destination) appeared or changed while the result was written; nothing was replaced")
         }
-        let aside = FileSystem.temporaryName(prefix: destination + ".old")
+        let aside = FileSystem.temporaryName(prefix: self.aside)
         if case .failure(let e) = Sys.rename(destination, aside) {
             committed = false
             throw CKStoreError(.environment, "cannot move \(destination) aside: \(e)", cause: e)
@@ -83,6 +88,10 @@ final class AverageOutputDirectory {
 
     /// Refuses a destination that cannot take a tree (before anything is computed).
     private static func check(_ destination: String, force: Bool) throws(CKStoreError) {
+        let last = destination.split(separator: "/").last.map(String.init) ?? ""
+        guard last != "." && last != ".." && last != "" else {
+            throw CKStoreError(.badInput, "cannot write the result to '\(destination)': name a new or an empty directory")
+        }
         var st = stat()
         guard lstat(destination, &st) == 0 else {
             let e = errno
