@@ -522,3 +522,14 @@ def test_a_killed_put_of_a_directory_leaves_no_partial_snapshot(ckstore_bin, cks
     assert ckstore("fsck", "--full").returncode == 0
     ckstore("get", "r@100", "-o", str(tmp_path / "final"))
     assert read_tree(tmp_path / "final") == files
+
+
+def test_a_directory_holding_the_store_itself_is_refused(ckstore_bin, tmp_path):
+    work = write_tree(tmp_path / "work", {"config.json": b"{}"})
+    store = work / ".ckstore"
+    proc = subprocess.run([ckstore_bin, "--store", str(store), "init"], capture_output=True)
+    assert proc.returncode == 0
+    proc = subprocess.run([ckstore_bin, "--store", str(store), "put", "--run", "r", "--step", "1", str(work)], capture_output=True)
+    assert proc.returncode == 1 and b"contains the store" in proc.stderr
+    ls = subprocess.run([ckstore_bin, "--store", str(store), "ls", "--json"], capture_output=True, check=True)
+    assert json.loads(ls.stdout)["runs"] == []

@@ -25,6 +25,9 @@ extension Store {
         guard step >= 0 else { throw CKStoreError(.badInput, "step must be a non-negative integer, got \(step)") }
         try requireWritable()
         let start = nowMilliseconds()
+        if let inside = Self.resolvedPath(path), let root = Self.resolvedPath(directory), (inside + "/").hasPrefix(root + "/") {
+            throw CKStoreError(.badInput, "\(directory) contains the store \(path) itself; put a directory outside the store")
+        }
         let files = try DirectoryWalk.files(under: directory)
         let meter = progressMeter(total: files.reduce(0) { $0 + $1.size })
         // Every header first: a malformed shard is refused before anything is written.
@@ -68,6 +71,14 @@ extension Store {
                 throw error
             }
         }
+    }
+
+    /// The canonical absolute path of an existing file system path, or nil (a store location
+    /// that is a URL, a path that does not exist).
+    private static func resolvedPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// Whether a tree path names a safetensors file (parsed and chunked by tensor).
