@@ -39,14 +39,25 @@ extension PostgresMetadataStore {
         }
     }
 
-    /// Records a derived snapshot (its manifest and the derived row) in one transaction.
-    /// Idempotent: a second commit for the same key keeps the first.
+    /// Records a single-file derived snapshot (its manifest and the derived row) in one
+    /// transaction. Idempotent: a second commit for the same key keeps the first.
     public func commitDerived(manifest: Manifest, key: SHA256Digest, recipe: String, inputs: String, run: String?) throws {
+        try commitDerived(content: .file(manifest), key: key, recipe: recipe, inputs: inputs, run: run)
+    }
+
+    /// Records a derived snapshot (its content, a file or a tree, and the derived row) in one
+    /// transaction. Idempotent: a second commit for the same key keeps the first.
+    package func commitDerived(content: DerivedRecord.Content, key: SHA256Digest, recipe: String, inputs: String, run: String?) throws {
+        let record = DerivedRecord(key: key, recipe: recipe, inputs: [], run: run, content: content)
         try write { () throws -> Void in
             try checkFence(what: "cache the result of \(recipe)")
             let now = nowMilliseconds()
-            let manifestID = try insertManifestIfNew(manifest, now: now)
-            for chunk in manifest.tensors.flatMap(\.chunks) {
+            let manifestID: Int64
+            switch content {
+            case .file(let manifest): manifestID = try insertManifestIfNew(manifest, now: now)
+            case .tree(let snapshot): manifestID = try insertTreeIfNew(snapshot, now: now)
+            }
+            for chunk in record.chunks {
                 try conn.execute(
                     "UPDATE chunks SET stored_size = $1 WHERE hash = $2 AND stored_size <> $1",
                     [.int(chunk.storedSize), .bytes(chunk.hash.bytes)])

@@ -62,7 +62,7 @@ extension PostgresMetadataStore: MetadataStore {
     }
 
     package func commitDerived(_ record: DerivedRecord) throws {
-        try commitDerived(manifest: record.manifest, key: record.key, recipe: record.recipe, inputs: record.inputsText, run: record.run)
+        try commitDerived(content: record.content, key: record.key, recipe: record.recipe, inputs: record.inputsText, run: record.run)
     }
 
     package func derivedRows() throws -> [DerivedRow] {

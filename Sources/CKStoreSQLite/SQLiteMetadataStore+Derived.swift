@@ -46,13 +46,16 @@ extension SQLiteMetadataStore {
     /// Records a derived snapshot (its manifest and the derived row) in one transaction.
     /// Idempotent: a second commit for the same key keeps the first.
     package func commitDerived(_ record: DerivedRecord) throws {
-        let manifest = record.manifest
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, Void) in
-            let manifestID = try insertManifestIfNew(manifest, now: nowMilliseconds())
+            let manifestID: Int
+            switch record.content {
+            case .file(let manifest): manifestID = try insertManifestIfNew(manifest, now: nowMilliseconds())
+            case .tree(let snapshot): manifestID = try insertTreeIfNew(snapshot, now: nowMilliseconds())
+            }
             // A blob rewritten while repairing a damaged cached result may differ in size from
             // the chunk row that outlived it: the row must describe the file now in place.
             let fixSize = try db.statement("UPDATE chunks SET stored_size = ? WHERE hash = ? AND stored_size <> ?")
-            for chunk in manifest.tensors.flatMap(\.chunks) {
+            for chunk in record.chunks {
                 try fixSize.run([.int(chunk.storedSize), .blob(chunk.hash.bytes), .int(chunk.storedSize)])
             }
             var runValue = SQLValue.null

@@ -54,14 +54,14 @@ struct QueryOptions {
 
 extension QueryPlan {
     /// The plan as JSON: recipe, run, inputs (label, step, digest), combination.
-    func json(copied: [String]) -> JSONValue {
+    func json(copied: [String], copiedFiles: [String]? = nil) -> JSONValue {
         var combination: [(key: String, value: JSONValue)] = []
         switch self.combination {
         case .uniform: combination = [("kind", .string("uniform"))]
         case .weighted(let w): combination = [("kind", .string("weighted")), ("weights", .array(w.map { .double($0) }))]
         case .ema(let d): combination = [("kind", .string("ema")), ("decay", .double(d))]
         }
-        return .object([
+        var fields: [(key: String, value: JSONValue)] = [
             ("recipe", .string(recipe)), ("run", run.map { .string($0) } ?? .null),
             (
                 "inputs",
@@ -74,7 +74,10 @@ extension QueryPlan {
                     })
             ),
             ("combination", .object(combination)), ("copied_tensors", .array(copied.map { .string($0) })),
-            ("cache_key", .string(cacheKey.hex)),
-        ])
+        ]
+        // Averages of directory snapshots also list the side files copied from the newest input.
+        if let copiedFiles { fields.append(("copied_files", .array(copiedFiles.map { .string($0) }))) }
+        fields.append(("cache_key", .string(cacheKey.hex)))
+        return .object(fields)
     }
 }

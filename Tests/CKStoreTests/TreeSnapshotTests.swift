@@ -161,10 +161,13 @@ struct TreeSnapshotTests {
             let resolved = try store.resolve(.step(run: "r", step: 1))
             let error = #expect(throws: CKStoreError.self) { _ = try store.restore(resolved, to: .file(dir.file("x"))) }
             #expect(error?.code == .badInput && error?.message.contains("directory snapshot of 6 files") == true)
+            // Averaging a tree gives a tree (TreeAverageTests covers it), never a single file.
+            let lazy = try store.lazyCheckpoint(try store.plan(.mean(refs: ["r@1"], weights: nil), run: nil))
+            #expect(lazy.isTree && lazy.files == hfFiles(step: 1).keys.sorted())
             let average = #expect(throws: CKStoreError.self) {
-                _ = try store.lazyCheckpoint(try store.plan(.mean(refs: ["r@1"], weights: nil), run: nil))
+                _ = try store.materialize(try store.plan(.mean(refs: ["r@1"], weights: nil), run: nil), to: .file(dir.file("y")))
             }
-            #expect(average?.message.contains("averaging directory snapshots: not yet supported") == true)
+            #expect(average?.code == .usage && average?.message.contains("directory snapshots") == true)
         }
     }
 

@@ -13,17 +13,34 @@ extension Store {
                 continue
             }
             // Damaged manifest rows are reported by the manifest check; skip them here.
-            guard let digest = row.digest, let manifest = try? metadata.manifest(digest) else {
+            guard let digest = row.digest else {
                 report.problems.append(IntegrityProblem(subject: subject, detail: "its manifest is missing"))
                 continue
             }
-            if let reason = Store.cacheMismatch(
-                manifest: manifest, recordedRecipe: row.recipe, recordedInputs: row.inputs, expectedRecipe: row.recipe,
-                expectedInputs: row.inputs)
-            {
-                report.problems.append(
-                    IntegrityProblem(
-                        subject: subject, detail: "result sha256:\(digest.hex.prefix(12))… does not match its query: \(reason)"))
+            // An average of directory snapshots is a tree: each of its safetensors files must
+            // carry the row's recipe and inputs.
+            var files: [(String, Manifest?)] = []
+            if let tree = try? metadata.tree(digest) {
+                for entry in tree.entries where entry.kind == .safetensors {
+                    files.append(("file '\(entry.path)': ", try? metadata.manifest(entry.digest)))
+                }
+            } else {
+                files.append(("", try? metadata.manifest(digest)))
+            }
+            for (prefix, manifest) in files {
+                guard let manifest else {
+                    report.problems.append(IntegrityProblem(subject: subject, detail: "\(prefix)its manifest is missing"))
+                    continue
+                }
+                if let reason = Store.cacheMismatch(
+                    manifest: manifest, recordedRecipe: row.recipe, recordedInputs: row.inputs, expectedRecipe: row.recipe,
+                    expectedInputs: row.inputs)
+                {
+                    report.problems.append(
+                        IntegrityProblem(
+                            subject: subject,
+                            detail: "result sha256:\(digest.hex.prefix(12))… does not match its query: \(prefix)\(reason)"))
+                }
             }
         }
     }

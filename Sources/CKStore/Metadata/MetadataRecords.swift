@@ -10,16 +10,45 @@ package struct DerivedRecord: Sendable {
     package var inputs: [SHA256Digest]
     /// The run, for run-scoped queries.
     package var run: String?
-    /// The result's manifest.
-    package var manifest: Manifest
+    /// The result: one safetensors file, or a tree (an average of directory snapshots).
+    package var content: Content
+
+    /// What a derived snapshot holds.
+    package enum Content: Sendable {
+        /// One safetensors file.
+        case file(Manifest)
+        /// A tree and the content of each of its files (those not stored yet are inserted).
+        case tree(TreeSnapshot)
+    }
+
+    /// Creates a record of a single-file result.
+    package init(key: SHA256Digest, recipe: String, inputs: [SHA256Digest], run: String?, manifest: Manifest) {
+        self.init(key: key, recipe: recipe, inputs: inputs, run: run, content: .file(manifest))
+    }
 
     /// Creates a record.
-    package init(key: SHA256Digest, recipe: String, inputs: [SHA256Digest], run: String?, manifest: Manifest) {
+    package init(key: SHA256Digest, recipe: String, inputs: [SHA256Digest], run: String?, content: Content) {
         self.key = key
         self.recipe = recipe
         self.inputs = inputs
         self.run = run
-        self.manifest = manifest
+        self.content = content
+    }
+
+    /// The digest of the result (what the derived row names).
+    package var digest: SHA256Digest {
+        switch content {
+        case .file(let manifest): manifest.digest
+        case .tree(let snapshot): snapshot.tree.digest
+        }
+    }
+
+    /// Every chunk of the result (of all its files, for a tree), in order, with repeats.
+    package var chunks: [ChunkRef] {
+        switch content {
+        case .file(let manifest): manifest.tensors.flatMap(\.chunks)
+        case .tree(let snapshot): snapshot.files.values.flatMap { $0.tensorEntries.flatMap(\.chunks) }
+        }
     }
 
     /// The inputs as recorded in a derived row and in `ckstore.inputs`: `sha256:<hex>`,

@@ -1,5 +1,7 @@
 /// One output segment (a chunk of the output) to compute.
 struct AverageJob: Sendable {
+    /// Which file of the run (`computeAverages`' `files` index; 0 for a single file).
+    let file: Int
     let tensorIndex: Int
     let tensor: String
     let dtype: DType
@@ -15,6 +17,8 @@ struct AverageJob: Sendable {
 
 /// A computed segment, and its stored chunk when the result is being cached.
 struct AverageResult: Sendable {
+    /// Which file of the run the segment belongs to.
+    let file: Int
     let tensorIndex: Int
     let output: ByteBuffer
     let stored: ChunkRef?

@@ -34,19 +34,31 @@ struct AverageLayout {
             }
             manifests.append(try store.manifest(of: ResolvedRef(digest: input.digest, snapshot: nil)))
         }
+        try self.init(manifests: manifests, labels: plan.inputs.map(\.label), file: nil)
+    }
+
+    /// Checks that the inputs' manifests (oldest first; `labels` name them in messages) agree
+    /// on tensor names, dtypes and shapes. `file` is the path of the file inside directory
+    /// snapshots, named in every message when given.
+    /// - Throws: `.badInput` naming the file, the first differing tensor and the two inputs;
+    ///   also for a float tensor whose dtype cannot be averaged (packed F4/F6); `.integrity`
+    ///   when the newest input's stored header no longer parses.
+    init(manifests: [Manifest], labels: [String], file: String?) throws(CKStoreError) {
         let newest = manifests[manifests.count - 1]
-        let newestLabel = plan.inputs[plan.inputs.count - 1].label
+        let newestLabel = labels[labels.count - 1]
+        let subject = file.map { "file '\($0)': " } ?? ""
         do {
             newestHeader = try SafetensorsHeader.parse(headerBytes: newest.headerBytes)
         } catch {
-            throw CKStoreError(.integrity, "\(newestLabel): the stored header no longer parses: \(error)", cause: error)
+            throw CKStoreError(.integrity, "\(newestLabel): \(subject)the stored header no longer parses: \(error)", cause: error)
         }
+        let newestNames = Set(newest.tensors.map(\.info.name))
         var byName: [[String: TensorEntry]] = []
         for (i, m) in manifests.enumerated() {
             byName.append(Dictionary(m.tensors.map { ($0.info.name, $0) }, uniquingKeysWith: { a, _ in a }))
-            for t in m.tensors where !newest.tensors.contains(where: { $0.info.name == t.info.name }) {
+            for t in m.tensors where !newestNames.contains(t.info.name) {
                 throw CKStoreError(
-                    .badInput, "tensor '\(t.info.name)' is in \(plan.inputs[i].label) but not in \(newestLabel): the inputs differ")
+                    .badInput, "\(subject)tensor '\(t.info.name)' is in \(labels[i]) but not in \(newestLabel): the inputs differ")
             }
         }
         var tensors: [Tensor] = []
@@ -56,12 +68,12 @@ struct AverageLayout {
             for (i, table) in byName.enumerated() {
                 guard let other = table[info.name] else {
                     throw CKStoreError(
-                        .badInput, "tensor '\(info.name)' is in \(newestLabel) but not in \(plan.inputs[i].label): the inputs differ")
+                        .badInput, "\(subject)tensor '\(info.name)' is in \(newestLabel) but not in \(labels[i]): the inputs differ")
                 }
                 guard other.info.dtype == info.dtype, other.info.shape == info.shape else {
                     throw CKStoreError(
                         .badInput,
-                        "tensor '\(info.name)' differs: \(other.info.dtype.rawValue) \(other.info.shape) in \(plan.inputs[i].label), "
+                        "\(subject)tensor '\(info.name)' differs: \(other.info.dtype.rawValue) \(other.info.shape) in \(labels[i]), "
                             + "\(info.dtype.rawValue) \(info.shape) in \(newestLabel)")
                 }
                 chunks.append(other.chunks)
@@ -70,7 +82,8 @@ struct AverageLayout {
             if averaged && !ChunkAccumulator.supports(info.dtype) {
                 throw CKStoreError(
                     .badInput,
-                    "tensor '\(info.name)' has dtype \(info.dtype.rawValue), which ckstore cannot average (packed sub-byte floats)")
+                    "\(subject)tensor '\(info.name)' has dtype \(info.dtype.rawValue), which ckstore cannot average (packed sub-byte floats)"
+                )
             }
             tensors.append(Tensor(info: info, averaged: averaged, inputChunks: chunks))
         }

@@ -11,6 +11,7 @@ enum GetCommand {
                    ckstore get REF --file PATH -o FILE|-       (one file of a directory snapshot)
                    ckstore get [--run RUN] (--lawa … | --swa … | --ema …) --at STEP -o FILE|- [--no-cache]
                    ckstore get --mean REF,REF,… [--weights W,W,…] -o FILE|- [--no-cache]
+                   ckstore get QUERY -o DIR [--force] | --file PATH -o FILE|-   (directory snapshots)
 
             With REF, writes the exact bytes that were put (same SHA-256 as the original file).
             REF is RUN@STEP, RUN@latest, sha256:<64 hex>, or a unique hex prefix of at least 8
@@ -41,10 +42,22 @@ enum GetCommand {
             --force (its old content is deleted). --file PATH writes one file of the tree to
             FILE or standard output; -o - without --file is a usage error for a tree.
 
+            When the inputs are directory snapshots, they are matched file by file (same
+            relative path) and tensor by tensor: every input must hold the same .safetensors
+            paths with the same tensors (name, dtype, shape), so per-rank shards average with
+            their own rank's slice. The result is a directory with the newest input's layout,
+            written with -o DIR (a temporary sibling renamed into place; a non-empty DIR only
+            with --force); every other file (config, tokenizer, …) and every integer tensor is
+            copied from the newest input, and every safetensors file's __metadata__ carries
+            ckstore.recipe and ckstore.inputs. -o - is a usage error for a directory result
+            unless --file PATH selects one file of it (served from the cached result when there
+            is one; otherwise only that file is computed, and not cached). Single-file and
+            directory inputs cannot be mixed.
+
             \(QueryOptions.help)
               --no-cache                compute without storing the result
               --verify                  also re-hash every chunk read with SHA-256
-              --file PATH               one file of a directory snapshot
+              --file PATH               one file of a directory snapshot (or of a directory result)
               --force                   replace a non-empty -o DIR
               --quiet                   no summary and no progress on stderr
             """,
@@ -63,24 +76,38 @@ enum GetCommand {
             let progress = ProgressDisplay.make(quiet: quiet, verb: "get")
             defer { progress?.clear() }
             if let query = options.query {
-                if filePath != nil || force { throw args.usage("--file and --force apply to REF, not to queries") }
                 _ = try args.positionals(max: 0, names: "")
                 let store = try Store(path: globals.storePath)
                 store.forceSHA256Verification = verify
                 store.progressHandler = progress.map { display in { display.update($0) } }
-                let report = try store.materialize(try store.plan(query, run: run), to: target, useCache: !noCache)
+                let output: AverageOutput
+                if let filePath {
+                    output = .treeFile(filePath, target)
+                } else if out == "-" {
+                    output = .file(.standardOutput)
+                } else {
+                    output = .automatic(out, force: force)
+                }
+                let report = try store.materialize(try store.plan(query, run: run), output: output, useCache: !noCache)
                 progress?.clear()
                 let plan = report.plan
                 for note in report.cacheNotes { Console.err("ckstore: warning: \(note)") }
                 if !quiet {
                     let source = report.fromCache ? "from the cache" : "computed from \(plan.inputs.count) inputs"
+                    // Directory results say how many files they hold ("1 file" with --file).
+                    let files =
+                        report.files == 1 && report.copiedFiles.isEmpty && filePath == nil
+                        ? "" : "\(report.files) file\(report.files == 1 ? "" : "s"), "
                     var line =
-                        "\(plan.recipe): \(source), \(Console.bytes(report.bytesOut)) in \(Console.format(report.seconds, decimals: 2)) s"
+                        "\(plan.recipe): \(source), \(files)\(Console.bytes(report.bytesOut)) in \(Console.format(report.seconds, decimals: 2)) s"
                     if let d = report.derivedDigest { line += "; derived sha256:\(d.hex.prefix(12))…" }
                     Console.err(line)
                     if !report.copiedTensors.isEmpty {
                         Console.err(
                             "copied from \(plan.inputs.last!.label) (not averaged): \(report.copiedTensors.joined(separator: ", "))")
+                    }
+                    if !report.copiedFiles.isEmpty {
+                        Console.err("side files copied from \(plan.inputs.last!.label): \(report.copiedFiles.joined(separator: ", "))")
                     }
                 }
                 return 0

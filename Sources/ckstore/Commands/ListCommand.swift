@@ -30,7 +30,10 @@ enum ListCommand {
                 let plan = try store.plan(query, run: run)
                 if json {
                     // The same keys as `show <query> --json`, including whether it is cached.
-                    guard case .object(var fields) = plan.json(copied: try store.lazyCheckpoint(plan).copiedTensors) else { return 2 }
+                    let lazy = try store.lazyCheckpoint(plan)
+                    guard
+                        case .object(var fields) = plan.json(copied: lazy.copiedTensors, copiedFiles: lazy.isTree ? lazy.copiedFiles : nil)
+                    else { return 2 }
                     fields.append(("cached", try store.cachedResult(for: plan).map { .string("sha256:\($0.hex)") } ?? .null))
                     Console.json(.object(fields))
                 } else {

@@ -17,7 +17,9 @@ enum ShowCommand {
 
             With a query: what the query would read, without reading it: the recipe, the input
             steps and digests (oldest first), how they are combined, which tensors would be
-            copied rather than averaged, and whether the result is already cached.
+            copied rather than averaged, and whether the result is already cached. For
+            directory snapshots, also each file of the result: averaged (with its tensor count)
+            or copied from the newest input (side files such as config.json).
 
             \(QueryOptions.help)
             """,
@@ -78,8 +80,22 @@ enum ShowCommand {
         let lazy = try store.lazyCheckpoint(plan)
         let cached = try store.cachedResult(for: plan)
         if json {
-            guard case .object(var fields) = plan.json(copied: lazy.copiedTensors) else { return }
+            guard case .object(var fields) = plan.json(copied: lazy.copiedTensors, copiedFiles: lazy.isTree ? lazy.copiedFiles : nil)
+            else { return }
             fields.append(("cached", cached.map { .string("sha256:\($0.hex)") } ?? .null))
+            if lazy.isTree {
+                let copied = Set(lazy.copiedFiles)
+                var files: [JSONValue] = []
+                for path in lazy.files {
+                    let averaged = !copied.contains(path)
+                    files.append(
+                        .object([
+                            ("path", .string(path)), ("action", .string(averaged ? "average" : "copy")),
+                            ("tensors", averaged ? .int(try lazy.tensors(file: path).count) : .null),
+                        ]))
+                }
+                fields.append(("files", .array(files)))
+            }
             Console.json(.object(fields))
             return
         }
@@ -96,5 +112,16 @@ enum ShowCommand {
         if !lazy.copiedTensors.isEmpty {
             Console.out("copied from \(plan.inputs.last!.label) (not averaged): \(lazy.copiedTensors.joined(separator: ", "))")
         }
+        guard lazy.isTree else { return }
+        let copied = Set(lazy.copiedFiles)
+        var files = [["FILE", "RESULT"]]
+        for path in lazy.files {
+            files.append([
+                path,
+                copied.contains(path)
+                    ? "copied from \(plan.inputs.last!.label)" : "averaged, \(try lazy.tensors(file: path).count) tensors",
+            ])
+        }
+        Console.table(files).forEach(Console.out)
     }
 }

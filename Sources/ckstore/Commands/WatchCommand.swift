@@ -20,12 +20,15 @@ enum WatchCommand {
             through /bin/sh -c. CMD gets the values in its environment, and these placeholders
             in CMD are replaced (in one pass) by references to those variables, so values are
             never parsed as shell code, whatever they contain or however CMD quotes them:
-              {path}     $CKSTORE_PATH      the safetensors file
+              {path}     $CKSTORE_PATH      the safetensors file (for a run of directory
+                                            snapshots: the result directory, the newest
+                                            input's layout with every safetensors file averaged)
               {step}     $CKSTORE_STEP      s
               {run}      $CKSTORE_RUN       RUN
               {variant}  $CKSTORE_VARIANT   e.g. lawa-k6-s1000 (or raw)
             With --raw, CMD also runs on every raw snapshot (variant 'raw'), so both curves can
-            be compared. Steps are processed in ascending order, each once.
+            be compared (a directory snapshot is recreated as a directory). Steps are processed
+            in ascending order, each once.
 
               --from S           ignore steps below S
               --until S          exit once every step up to S has been processed and a step ≥ S exists
@@ -178,18 +181,26 @@ enum WatchCommand {
                 if stopSignal != 0 { break }
                 if let r = retry[item], r.due > monotonicSeconds() { continue }
                 didWork = true
-                let path = "\(tempDir)/\(fileStem(o.run))-\(item.step)-\(item.isLAWA ? variant : "raw").safetensors"
+                // A run of directory snapshots averages to a directory: {path} names it.
+                let isTree = list.first { $0.step == item.step }?.kind == .tree
+                let path =
+                    "\(tempDir)/\(fileStem(o.run))-\(item.step)-\(item.isLAWA ? variant : "raw")" + (isTree ? "" : ".safetensors")
                 do {
                     if item.isLAWA {
                         let plan = try store.plan(.lawa(k: o.k, stride: o.stride, at: item.step), run: o.run)
-                        let report = try store.materialize(plan, to: .file(path))
+                        let report = try store.materialize(plan, output: .automatic(path, force: false))
                         for note in report.cacheNotes { Console.err("ckstore: warning: watch: \(note)") }
                     } else {
-                        _ = try store.restore(try store.resolve(.step(run: o.run, step: item.step)), to: .file(path))
+                        let resolved = try store.resolve(.step(run: o.run, step: item.step))
+                        if isTree {
+                            _ = try store.restoreTree(resolved, toDirectory: path, force: false)
+                        } else {
+                            _ = try store.restore(resolved, to: .file(path))
+                        }
                     }
                     retry[item] = nil
                 } catch {
-                    unlink(path)
+                    DirectoryRemoval.remove(path)
                     let failed = (retry[item]?.failures ?? 0) + 1
                     if failed > o.retries {
                         Console.err(
@@ -210,7 +221,7 @@ enum WatchCommand {
                 }
                 done.insert(item)
                 if stopSignal != 0 {  // stopped while materializing: do not start CMD
-                    unlink(path)
+                    DirectoryRemoval.remove(path)
                     break
                 }
                 let status: Int32
@@ -220,10 +231,10 @@ enum WatchCommand {
                         environment: CommandTemplate.environment(
                             path: path, step: item.step, run: o.run, variant: item.isLAWA ? variant : "raw"))
                 } catch {
-                    unlink(path)
+                    DirectoryRemoval.remove(path)
                     throw error
                 }
-                unlink(path)
+                DirectoryRemoval.remove(path)
                 if status != 0 && stopSignal == 0 {
                     failures += 1
                     Console.err("ckstore: error: watch: command for \(label(item)) exited with status \(status)")

@@ -468,15 +468,18 @@ final class InMemoryMetadataStore: MetadataStore {
     func commitDerived(_ record: DerivedRecord) throws {
         try database.write { tables in
             let now = nowMilliseconds()
-            tables.insertManifestIfNew(record.manifest, now: now)
-            for chunk in record.manifest.tensors.flatMap(\.chunks) where tables.chunks[chunk.hash] != nil {
+            switch record.content {
+            case .file(let manifest): tables.insertManifestIfNew(manifest, now: now)
+            case .tree(let snapshot): try tables.insertTreeIfNew(snapshot, now: now)
+            }
+            for chunk in record.chunks where tables.chunks[chunk.hash] != nil {
                 tables.chunks[chunk.hash]!.storedSize = chunk.storedSize
             }
             if tables.derived[record.key] == nil {
                 let run = record.run.flatMap { tables.runs.contains($0) ? $0 : nil }
                 tables.derived[record.key] = InMemoryTables.StoredDerived(
                     id: tables.newID(), key: record.key, recipe: record.recipe, inputs: record.inputsText, run: run,
-                    digest: record.manifest.digest, createdAt: now)
+                    digest: record.digest, createdAt: now)
             }
             return (true, ())
         }
