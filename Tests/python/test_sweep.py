@@ -407,3 +407,19 @@ def test_sigint_stops_the_sweep_kills_cmd_and_removes_its_files(run_store, cksto
     assert "sweep: stopped by signal 2" in err
     assert not (tmp_path / "finished").exists()
     assert not list(Path(env["TMPDIR"]).iterdir()), "temporary files left behind"
+
+
+def test_a_run_of_directory_snapshots_is_refused_naming_the_step(store, ckstore, ckstore_bin, tmp_path):
+    init_store(store, ckstore)
+    for step in (1000, 2000, 3000):
+        d = tmp_path / f"dir-{step}"
+        d.mkdir()
+        write_safetensors(d / "model.safetensors", snapshot_bytes(step))
+        (d / "config.json").write_text("{}")
+        ckstore("put", str(d), "--run", "trees", "--step", str(step))
+    before = ckstore("ls", "--derived", "--json").stdout
+    proc = run_sweep(ckstore_bin, store, tmp_path, "--run", "trees", "--lawa", "k=2,3", "--stride", "1000", "--at", "3000")
+    assert proc.returncode == 1, proc.stderr
+    assert "is not a single safetensors file; sweep averages single-file snapshots only" in proc.stderr
+    assert "trees@" in proc.stderr
+    assert ckstore("ls", "--derived", "--json").stdout == before

@@ -125,7 +125,8 @@ final class SweepWorker {
     /// Stores combination `c`'s segment as a chunk (see `AverageWorker.store`).
     func store(_ job: SweepJob, combination c: Int, cache: CacheTarget) throws -> ChunkRef {
         let single = AverageJob(
-            tensorIndex: job.tensorIndex, tensor: job.tensor, dtype: job.dtype, averaged: job.averaged, inputs: [], inputLabels: [],
+            file: 0, tensorIndex: job.tensorIndex, tensor: job.tensor, dtype: job.dtype, averaged: job.averaged, inputs: [],
+            inputLabels: [],
             length: job.length, output: job.outputs[c], outputOffset: nil)
         return try base.store(single, cache: cache).0
     }
@@ -162,9 +163,9 @@ extension Store {
         let start = nowMilliseconds()
         let useCache = requested && !isReadOnly
         return try withLock(exclusive: false) { () throws(CKStoreError) -> [AverageReport] in
-            let views = try readView { () throws(CKStoreError) -> [PlanView] in
-                var views: [PlanView] = []
-                for plan in plans { views.append(try consistentLayout(plan, lookUpCache: useCache)) }
+            let views = try readView { () throws(CKStoreError) -> [SweepView] in
+                var views: [SweepView] = []
+                for plan in plans { views.append(try SweepView(consistentLayout(plan, lookUpCache: useCache))) }
                 return views
             }
             var digests: [Int: SHA256Digest] = [:]
@@ -221,7 +222,7 @@ extension Store {
 
     /// Computes `views` in one pass; returns each one's derived digest (when cached) and bytes
     /// written.
-    private func computeSweep(_ views: [PlanView], targets: [OutputTarget?], useCache: Bool, repair: Bool)
+    private func computeSweep(_ views: [SweepView], targets: [OutputTarget?], useCache: Bool, repair: Bool)
         throws(CKStoreError) -> [(digest: SHA256Digest?, bytes: Int)]
     {
         // The distinct inputs, ascending, and which of them each combination uses.
@@ -345,7 +346,10 @@ extension Store {
             }
             try wrapping("store the derived snapshots of the sweep at \(views[0].plan.inputs.last!.label)") {
                 try blobs.syncNamespace()
-                let refs = records.flatMap { $0.manifest.tensors.flatMap(\.chunks) }
+                let refs = records.flatMap { record -> [ChunkRef] in
+                    guard case .file(let manifest) = record.content else { return [] }
+                    return manifest.tensors.flatMap(\.chunks)
+                }
                 let sizes = Dictionary(refs.map { ($0.hash, $0.storedSize) }, uniquingKeysWith: { a, _ in a })
                 try metadata.updateStoredSizes(sizes.map { ($0.key, $0.value) })
                 for record in records { try metadata.commitDerived(record) }
@@ -357,5 +361,26 @@ extension Store {
             result.append((digests[c], output?.bytesWritten ?? 0))
         }
         return result
+    }
+}
+
+/// One sweep combination's inputs: a LAWA plan over single-file snapshots, its averaging layout
+/// and its checked cache entry.
+struct SweepView {
+    let plan: QueryPlan
+    let layout: AverageLayout
+    let cached: Result<Store.CachedEntry, Store.CacheRejection>?
+
+    /// The single-file view of `view`.
+    /// - Throws: `.badInput` when the plan's inputs are directory snapshots (a step replaced by
+    ///   a tree after the sweep was planned): a sweep averages single-file snapshots only.
+    init(_ view: Store.PlanView) throws(CKStoreError) {
+        guard case .file(let layout) = view.inputs else {
+            throw CKStoreError(
+                .badInput, "\(view.plan.recipe): its inputs are directory snapshots; sweep averages single-file snapshots only")
+        }
+        self.plan = view.plan
+        self.layout = layout
+        self.cached = view.cachedFile
     }
 }

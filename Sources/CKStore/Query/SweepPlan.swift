@@ -160,8 +160,8 @@ extension Store {
     /// - Throws: `.badInput` naming the input when its digest names no single-file manifest.
     private func requireSingleFile(_ input: PlanInput) throws(CKStoreError) {
         let digest = input.digest
-        let single = try wrapping("look up \(input.label)") { try metadata.hasManifest(digest) }
-        guard single else {
+        let kind = try wrapping("look up \(input.label)") { try metadata.contentKind(digest) }
+        guard kind == .safetensors else {
             throw CKStoreError(
                 .badInput,
                 "\(input.label) (sha256:\(digest.hex.prefix(12))…) is not a single safetensors file; sweep averages single-file snapshots only"
