@@ -126,7 +126,7 @@ extension Store {
     /// and hash back to the stored digest.
     private func checkManifests(_ report: inout IntegrityReport) throws {
         let rows = try metadata.allManifestDigests()
-        var names: [SHA256Digest: String] = [:]
+        var names = try treeFileNames()
         for snapshot in try metadata.allSnapshots() { names[snapshot.digest] = snapshot.ref }
         // Rows whose sizes or offsets are out of any valid range would overflow the arithmetic
         // that loads a manifest (a trap, not an error), so they are reported here and their
@@ -148,6 +148,21 @@ extension Store {
             }
             let manifest: Manifest
             do {
+                switch try metadata.contentKind(digest) {
+                case .tree?:
+                    checkTree(digest, subject: subject, &report)
+                    continue
+                case .bytes?:
+                    let file = try metadata.bytesFile(digest)
+                    if let file, BytesFile(size: file.size, chunks: file.chunks).digest != digest {
+                        let recomputed = BytesFile(size: file.size, chunks: file.chunks).digest
+                        report.problems.append(
+                            IntegrityProblem(subject: subject, detail: "rows hash to sha256:\(recomputed.hex), not the stored digest"))
+                    }
+                    continue
+                case .safetensors?, nil:
+                    break
+                }
                 guard let m = try metadata.manifest(digest) else { continue }
                 manifest = m
             } catch let e as CKStoreError {
@@ -178,13 +193,43 @@ extension Store {
         }
     }
 
+    /// A tree manifest: its entry rows form a valid tree (clean, distinct paths naming stored
+    /// files) whose canonical encoding hashes back to the stored digest. The files themselves
+    /// are checked as manifests of their own.
+    private func checkTree(_ digest: SHA256Digest, subject: String, _ report: inout IntegrityReport) {
+        do {
+            guard let tree = try metadata.tree(digest) else { return }
+            let recomputed = try TreeManifest(entries: tree.entries)
+            if recomputed.digest != digest {
+                report.problems.append(
+                    IntegrityProblem(
+                        subject: subject, detail: "tree entries hash to sha256:\(recomputed.digest.hex), not the stored digest"))
+            }
+        } catch let e as CKStoreError {
+            report.problems.append(IntegrityProblem(subject: subject, detail: e.message))
+        } catch {
+            report.problems.append(IntegrityProblem(subject: subject, detail: "\(error)"))
+        }
+    }
+
+    /// For each file of a tree some snapshot names: "RUN@STEP file 'PATH'" (the first such).
+    private func treeFileNames() throws -> [SHA256Digest: String] {
+        var names: [SHA256Digest: String] = [:]
+        for snapshot in try metadata.allSnapshots().reversed() where snapshot.kind == .tree {
+            for entry in (try? metadata.tree(snapshot.digest))?.entries ?? [] {
+                names[entry.digest] = "\(snapshot.ref) file '\(entry.path)'"
+            }
+        }
+        return names
+    }
+
     /// Every chunk row: its blob exists as a regular file (no symlink followed) with a valid
     /// header, the recorded size and raw length; with `full`, it decodes and hashes to its name.
     /// Blob files without a row, temporary files and foreign entries are noted.
     private func checkChunks(_ report: inout IntegrityReport, full: Bool) throws {
         let allChunks = try metadata.chunkRows().map { ($0.hash, $0.rawSize, $0.storedSize) }
         var users: [SHA256Digest: String] = [:]
-        var snapshotNames: [SHA256Digest: String] = [:]
+        var snapshotNames = try treeFileNames()
         for snapshot in try metadata.allSnapshots().reversed() { snapshotNames[snapshot.digest] = snapshot.ref }
         for use in try metadata.chunkUses() where users[use.chunk] == nil {
             users[use.chunk] = "\(snapshotNames[use.manifest] ?? "sha256:\(use.manifest.hex)") tensor '\(use.tensor)'"
@@ -302,9 +347,28 @@ extension Store {
             }
         }
         guard !damaged.isEmpty else { return }
+        // A damaged file damages every tree that holds it; the tree is what snapshots name.
+        var fileDigests = Set<SHA256Digest>()
+        for digest in try metadata.allManifestDigests() where try metadata.contentKind(digest) == .tree {
+            guard let tree = try? metadata.tree(digest) else { continue }
+            for file in Set(tree.entries.map(\.digest)) {
+                fileDigests.insert(file)
+                guard let d = damaged[file] else { continue }
+                var t = entry(digest)
+                t.missingBlobs += d.missingBlobs
+                t.damagedBlobs += d.damagedBlobs
+                t.foreignBlobs += d.foreignBlobs
+                t.rowsDamaged = t.rowsDamaged || d.rowsDamaged
+                damaged[digest] = t
+            }
+        }
         for snapshot in try metadata.allSnapshots() { damaged[snapshot.digest]?.names.append((snapshot.run, snapshot.step)) }
         for row in try metadata.derivedRows() {
             if let digest = row.digest { damaged[digest]?.recipes.append(row.recipe) }
+        }
+        // A file is reported through its trees, unless something names it directly.
+        for file in fileDigests where damaged[file]?.names.isEmpty == true && damaged[file]?.recipes.isEmpty == true {
+            damaged[file] = nil
         }
         report.damagedSnapshots = damaged.values.sorted { a, b in
             let ka =

@@ -51,6 +51,17 @@ public struct TreeSnapshot: Sendable {
     /// The content of each entry, by digest (files with identical content share one).
     public let files: [SHA256Digest: FileContent]
 
+    /// Pairs a tree read from the store with its files' content (checked by the caller).
+    package init(tree: TreeManifest, files: [SHA256Digest: FileContent]) {
+        self.tree = tree
+        self.files = files
+    }
+
+    /// The content of the file at `path`, or nil.
+    public func content(path: String) -> FileContent? {
+        tree.entry(path: path).flatMap { files[$0.digest] }
+    }
+
     /// Builds a tree of `(path, content)` pairs.
     /// - Throws: `.badInput` as `TreeManifest.init(entries:)` does.
     public init(files: [(path: String, content: FileContent)]) throws(CKStoreError) {

@@ -28,6 +28,10 @@ struct AverageLayout {
     init(plan: QueryPlan, store: Store) throws(CKStoreError) {
         var manifests: [Manifest] = []
         for input in plan.inputs {
+            // Until averaging matches trees file by file, a tree input is refused outright.
+            if try store.contentKind(of: ResolvedRef(digest: input.digest, snapshot: nil)) == .tree {
+                throw CKStoreError(.badInput, "averaging directory snapshots: not yet supported (\(input.label) is a directory snapshot)")
+            }
             manifests.append(try store.manifest(of: ResolvedRef(digest: input.digest, snapshot: nil)))
         }
         let newest = manifests[manifests.count - 1]

@@ -110,7 +110,10 @@ extension Store {
     /// The manifest stored under the ref's digest, checked against it (no re-resolution).
     func storedManifest(of ref: ResolvedRef) throws(CKStoreError) -> Manifest {
         let manifest = try wrapping("read \(ref.label)") { try metadata.manifest(ref.digest) }
-        guard let manifest else { throw CKStoreError(.notFound, "\(ref.label) does not exist") }
+        guard let manifest else {
+            try refuseNonSafetensors(ref)
+            throw CKStoreError(.notFound, "\(ref.label) does not exist")
+        }
         let recomputed = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: manifest.tensors)
         guard recomputed.digest == manifest.digest else {
             let header = try? SafetensorsHeader.parse(headerBytes: manifest.headerBytes)

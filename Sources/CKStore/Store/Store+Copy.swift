@@ -92,7 +92,7 @@ extension Store {
 
     /// The snapshots to copy and the metrics of their runs, read in one view of this store.
     private func copyPlan(run: String?) throws(CKStoreError) -> [(
-        run: String, snapshots: [(SnapshotInfo, Manifest)], metrics: [MetricRecord]
+        run: String, snapshots: [(SnapshotInfo, CopiedContent)], metrics: [MetricRecord]
     )] {
         try readView { () throws(CKStoreError) in
             let names: [String]
@@ -101,14 +101,18 @@ extension Store {
             } else {
                 names = try runs().map(\.name)
             }
-            var plan: [(run: String, snapshots: [(SnapshotInfo, Manifest)], metrics: [MetricRecord])] = []
+            var plan: [(run: String, snapshots: [(SnapshotInfo, CopiedContent)], metrics: [MetricRecord])] = []
             for name in names {
-                var entries: [(SnapshotInfo, Manifest)] = []
+                var entries: [(SnapshotInfo, CopiedContent)] = []
                 for info in try snapshots(run: name) {
+                    if info.kind == .tree {
+                        entries.append((info, .tree(try storedTree(of: ResolvedRef(digest: info.digest, snapshot: info)))))
+                        continue
+                    }
                     guard let manifest = try wrapping("copy \(name)@\(info.step)", { try metadata.manifest(info.digest) }) else {
                         throw CKStoreError(.integrity, "copy \(name)@\(info.step): manifest sha256:\(info.digest.hex) is missing")
                     }
-                    entries.append((info, manifest))
+                    entries.append((info, .file(manifest)))
                 }
                 plan.append((name, entries, try metrics(run: name)))
             }
@@ -175,12 +179,14 @@ extension Store {
         return report
     }
 
-    /// Copies one snapshot's missing blobs, makes them durable, then commits its manifest.
+    /// Copies one snapshot's missing blobs, makes them durable, then commits its content (a
+    /// tree with all its files, in one transaction).
     private func copySnapshot(
-        _ manifest: Manifest, label: String, run: String, step: Int, to destination: Store, workers: Int,
+        _ content: CopiedContent, label: String, run: String, step: Int, to destination: Store, workers: Int,
         known: inout [SHA256Digest: Int], report: inout CopyReport
     ) throws(CKStoreError) {
-        let chunkSize = max(configuration.chunkSize, manifest.tensors.flatMap(\.chunks).map(\.rawSize).max() ?? 0)
+        let allTensors = content.tensors
+        let chunkSize = max(configuration.chunkSize, allTensors.flatMap(\.chunks).map(\.rawSize).max() ?? 0)
         let source = self.blobs
         let target = destination.blobs
         let settings = configuration.codecSettings
@@ -206,7 +212,7 @@ extension Store {
         }
         do {
             var queued = Set<SHA256Digest>()
-            for tensor in manifest.tensors {
+            for tensor in allTensors {
                 for chunk in tensor.chunks where known[chunk.hash] == nil && queued.insert(chunk.hash).inserted {
                     let row = try wrapping("copy \(label)") { try destination.metadata.storedSize(ofChunk: chunk.hash) }
                     try pipeline.submit(CopyJob(chunk: chunk, tensor: tensor.info.name, destinationRow: row), deliver: deliver)
@@ -214,20 +220,46 @@ extension Store {
             }
             try pipeline.drain(deliver)
             pipeline.shutdown()
-            let tensors = manifest.tensors.map { tensor in
-                TensorEntry(
-                    info: tensor.info,
-                    chunks: tensor.chunks.map { ChunkRef(hash: $0.hash, rawSize: $0.rawSize, storedSize: known[$0.hash]!) })
+            let sizes = known
+            func resized(_ chunks: [ChunkRef]) -> [ChunkRef] {
+                chunks.map { ChunkRef(hash: $0.hash, rawSize: $0.rawSize, storedSize: sizes[$0.hash]!) }
             }
-            let copied = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: tensors)
-            guard copied.digest == manifest.digest else {
-                throw CKStoreError(
-                    .integrity, "copy \(label): the manifest's recorded digest sha256:\(manifest.digest.hex) does not match its rows")
+            func copiedManifest(_ manifest: Manifest) throws(CKStoreError) -> Manifest {
+                let tensors = manifest.tensors.map { TensorEntry(info: $0.info, chunks: resized($0.chunks)) }
+                let copied = Manifest(headerBytes: manifest.headerBytes, dataLength: manifest.dataLength, tensors: tensors)
+                guard copied.digest == manifest.digest else {
+                    throw CKStoreError(
+                        .integrity, "copy \(label): the manifest's recorded digest sha256:\(manifest.digest.hex) does not match its rows")
+                }
+                return copied
             }
-            try wrapping("copy \(label)") {
-                try target.syncNamespace()
-                try destination.metadata.updateStoredSizes(repaired)
-                _ = try destination.metadata.commit(manifest: copied, run: run, step: step, metrics: [], force: false)
+            switch content {
+            case .file(let manifest):
+                let copied = try copiedManifest(manifest)
+                try wrapping("copy \(label)") {
+                    try target.syncNamespace()
+                    try destination.metadata.updateStoredSizes(repaired)
+                    _ = try destination.metadata.commit(manifest: copied, run: run, step: step, metrics: [], force: false)
+                }
+            case .tree(let snapshot):
+                var files: [SHA256Digest: FileContent] = [:]
+                for (digest, file) in snapshot.files {
+                    switch file {
+                    case .safetensors(let manifest): files[digest] = .safetensors(try copiedManifest(manifest))
+                    case .bytes(let bytes):
+                        let copied = BytesFile(size: bytes.size, chunks: resized(bytes.chunks))
+                        guard copied.digest == digest else {
+                            throw CKStoreError(.integrity, "copy \(label): file sha256:\(digest.hex) does not match its rows")
+                        }
+                        files[digest] = .bytes(copied)
+                    }
+                }
+                let copied = TreeSnapshot(tree: snapshot.tree, files: files)
+                try wrapping("copy \(label)") {
+                    try target.syncNamespace()
+                    try destination.metadata.updateStoredSizes(repaired)
+                    _ = try destination.metadata.commit(tree: copied, run: run, step: step, metrics: [], force: false)
+                }
             }
         } catch {
             pipeline.cancel()
@@ -306,5 +338,20 @@ extension Store {
             try? blobs.remove(hash)
         }
         try? blobs.syncNamespace()
+    }
+}
+
+/// What `copy` carries for one snapshot: a single safetensors manifest or a tree with the
+/// content of each file.
+private enum CopiedContent {
+    case file(Manifest)
+    case tree(TreeSnapshot)
+
+    /// Every tensor (a bytes file's pseudo tensor included) whose chunks must be copied.
+    var tensors: [TensorEntry] {
+        switch self {
+        case .file(let manifest): manifest.tensors
+        case .tree(let snapshot): snapshot.files.values.flatMap(\.tensorEntries)
+        }
     }
 }

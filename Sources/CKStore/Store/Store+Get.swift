@@ -84,18 +84,32 @@ extension Store {
             let (ref, manifest) = try currentManifest(of: resolved)
             let output = try OutputWriter(target)
             output.progress = progressMeter(total: manifest.fileLength)
-            try output.write(SafetensorsHeader.lengthPrefix(manifest.headerBytes.count))
-            try output.write(manifest.headerBytes)
-            if let sink = output.positional {
-                // The workers have written each chunk when it is delivered: count it.
-                try forEachChunk(of: manifest, label: ref.label, writingTo: (sink, output.bytesWritten)) { (bytes) throws(CKStoreError) in
-                    output.advance(by: bytes.count)
-                }
-            } else {
-                try forEachChunk(of: manifest, label: ref.label) { (bytes) throws(CKStoreError) in try output.write(bytes) }
-            }
+            try write(.safetensors(manifest), label: ref.label, to: output)
             try output.commit()
             return GetReport(bytesOut: output.bytesWritten, seconds: Double(nowMilliseconds() - start) / 1000)
+        }
+    }
+
+    /// Writes the exact file `content` describes to `output` (not committed): a safetensors
+    /// file's length prefix and header, then the chunks of every tensor (or of an opaque file)
+    /// in order, read and checked in parallel.
+    func write(_ content: FileContent, label: String, to output: OutputWriter) throws(CKStoreError) {
+        let manifest: Manifest
+        switch content {
+        case .safetensors(let m):
+            manifest = m
+            try output.write(SafetensorsHeader.lengthPrefix(manifest.headerBytes.count))
+            try output.write(manifest.headerBytes)
+        case .bytes(let file):
+            manifest = Manifest(headerBytes: [], dataLength: file.size, tensors: [file.pseudoTensor], recordedDigest: file.digest)
+        }
+        if let sink = output.positional {
+            // The workers have written each chunk when it is delivered: count it.
+            try forEachChunk(of: manifest, label: label, writingTo: (sink, output.bytesWritten)) { (bytes) throws(CKStoreError) in
+                output.advance(by: bytes.count)
+            }
+        } else {
+            try forEachChunk(of: manifest, label: label) { (bytes) throws(CKStoreError) in try output.write(bytes) }
         }
     }
 

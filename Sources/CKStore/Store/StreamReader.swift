@@ -108,6 +108,12 @@ struct StreamReader: ~Copyable {
         return header
     }
 
+    /// Declares the input's expected length when there is no header (an opaque file of a tree),
+    /// for the messages of a short read.
+    mutating func expect(length: Int) {
+        expectedLength = length
+    }
+
     /// Reads exactly `count` bytes of `tensor` into `buffer`; a short read is a truncated file.
     mutating func readExactly(_ count: Int, into buffer: ByteBuffer, tensor: String) throws(CKStoreError) {
         let n = try read(count, into: buffer.storage)

@@ -7,6 +7,8 @@ enum GetCommand {
         summary: "write a snapshot (or an average of snapshots) as a safetensors file",
         help: """
             usage: ckstore get REF -o FILE|-
+                   ckstore get REF -o DIR [--force]            (a directory snapshot)
+                   ckstore get REF --file PATH -o FILE|-       (one file of a directory snapshot)
                    ckstore get [--run RUN] (--lawa … | --swa … | --ema …) --at STEP -o FILE|- [--no-cache]
                    ckstore get --mean REF,REF,… [--weights W,W,…] -o FILE|- [--no-cache]
 
@@ -32,9 +34,18 @@ enum GetCommand {
             the link kept; a device, FIFO or /dev/stdout is written in place. On a terminal, a
             get that takes over a second shows its progress on stderr.
 
+            A directory snapshot (put from a DIR) is recreated with -o DIR: every file
+            byte-identical, the same set of paths. It is written into a temporary sibling
+            (.DIR.tmp-…) and renamed into place when complete, so a failed or killed get leaves
+            nothing under DIR. An existing empty DIR is replaced; a non-empty one only with
+            --force (its old content is deleted). --file PATH writes one file of the tree to
+            FILE or standard output; -o - without --file is a usage error for a tree.
+
             \(QueryOptions.help)
               --no-cache                compute without storing the result
               --verify                  also re-hash every chunk read with SHA-256
+              --file PATH               one file of a directory snapshot
+              --force                   replace a non-empty -o DIR
               --quiet                   no summary and no progress on stderr
             """,
         run: { (args, globals) throws(CKStoreError) in
@@ -45,11 +56,14 @@ enum GetCommand {
             let noCache = args.flag("--no-cache")
             let verify = args.flag("--verify")
             let run = try args.value("--run")
+            let filePath = try args.value("--file")
+            let force = args.flag("--force")
             let options = try QueryOptions.parse(&args)
             let target: OutputTarget = out == "-" ? .standardOutput : .file(out)
             let progress = ProgressDisplay.make(quiet: quiet, verb: "get")
             defer { progress?.clear() }
             if let query = options.query {
+                if filePath != nil || force { throw args.usage("--file and --force apply to REF, not to queries") }
                 _ = try args.positionals(max: 0, names: "")
                 let store = try Store(path: globals.storePath)
                 store.forceSHA256Verification = verify
@@ -78,7 +92,18 @@ enum GetCommand {
             store.forceSHA256Verification = verify
             store.progressHandler = progress.map { display in { display.update($0) } }
             let resolved = try store.resolve(try SnapshotRef.parse(refText))
-            let report = try store.restore(resolved, to: target)
+            let report: GetReport
+            if let filePath {
+                report = try store.restoreFile(resolved, path: filePath, to: target)
+            } else if try store.contentKind(of: resolved) == .tree {
+                guard out != "-" else {
+                    throw args.usage("\(resolved.label) is a directory snapshot: -o - needs --file PATH (or give -o DIR)")
+                }
+                report = try store.restoreTree(resolved, toDirectory: out, force: force)
+            } else {
+                if force { throw args.usage("--force applies to directory snapshots (-o DIR)") }
+                report = try store.restore(resolved, to: target)
+            }
             progress?.clear()
             if !quiet && out != "-" {
                 let mbps = report.seconds > 0 ? Double(report.bytesOut) / report.seconds / 1e6 : 0

@@ -11,8 +11,9 @@ enum ListCommand {
                    ckstore ls [--run RUN] (--lawa … | --swa … | --ema … | --mean …) [--json]
 
             Without --run: every run with its snapshot count and first and last step.
-            With --run: the run's snapshots (step, digest, logical size, stored size, time)
-            and the metrics recorded for each step (all variants).
+            With --run: the run's snapshots (step, digest, file count, logical size, stored
+            size, time) and the metrics recorded for each step (all variants); FILES is 1 for
+            a single safetensors file, the number of files for a directory snapshot.
             With --derived: the cached query results (recipe, digest, size, time).
             With a query: the snapshots the query would read (as `show` does for a query).
 
@@ -139,7 +140,9 @@ enum ListCommand {
                                 .object([
                                     ("step", .int(s.step)), ("digest", .string(s.digestString)),
                                     ("logical_bytes", .int(s.logicalBytes)), ("stored_bytes", .int(stored[s.step] ?? 0)),
-                                    ("tensors", .int(s.tensorCount)), ("created_at", .string(Console.timestamp(s.createdAtMilliseconds))),
+                                    ("tensors", .int(s.tensorCount)), ("files", .int(s.fileCount)),
+                                    ("kind", .string(s.kind == .tree ? "tree" : "file")),
+                                    ("created_at", .string(Console.timestamp(s.createdAtMilliseconds))),
                                     ("metrics", metricJSON(metricsByStep[s.step] ?? [])),
                                 ])
                             })
@@ -148,11 +151,12 @@ enum ListCommand {
                 ]))
             return
         }
-        var rows = [["STEP", "DIGEST", "SIZE", "STORED", "CREATED", "METRICS"]]
+        var rows = [["STEP", "DIGEST", "FILES", "SIZE", "STORED", "CREATED", "METRICS"]]
         for s in snapshots {
             let m = (metricsByStep[s.step] ?? []).map { ($0.variant == "raw" ? "" : "\($0.variant):") + "\($0.name)=\($0.value)" }
             rows.append([
-                "\(s.step)", "sha256:\(s.digest.hex.prefix(12))", Console.bytes(s.logicalBytes), Console.bytes(stored[s.step] ?? 0),
+                "\(s.step)", "sha256:\(s.digest.hex.prefix(12))", "\(s.fileCount)", Console.bytes(s.logicalBytes),
+                Console.bytes(stored[s.step] ?? 0),
                 Console.timestamp(s.createdAtMilliseconds), m.joined(separator: " "),
             ])
         }

@@ -5,17 +5,27 @@ import CKStoreBackends
     import Glibc
 #endif
 
-/// `ckstore put`: store a safetensors file as RUN@STEP.
+/// `ckstore put`: store a safetensors file, or a directory of files, as RUN@STEP.
 enum PutCommand {
     static let command = Command(
-        summary: "store a safetensors file as RUN@STEP",
+        summary: "store a safetensors file (or a checkpoint directory) as RUN@STEP",
         help: """
-            usage: ckstore put --run RUN --step N [--metric NAME=VALUE]... [--force] [--json] FILE|-
+            usage: ckstore put --run RUN --step N [--metric NAME=VALUE]... [--force] [--json] FILE|DIR|-
 
             Reads a safetensors file (or standard input with '-'), validates it, cuts each
             tensor into content-addressed chunks (deduplicated, filtered, LZ4-compressed) and
             records it as RUN@STEP. Prints the snapshot digest (sha256:…) on stdout and a
             summary on stderr; on a terminal, a put that takes over a second shows its progress.
+
+            With DIR, stores every regular file under it (recursively; paths relative to DIR,
+            '/'-separated, sorted by bytes) as one snapshot, a tree: '*.safetensors' files are
+            parsed, validated and chunked by tensor as above, every other file (JSON, tokenizer,
+            .pt, ...) is stored as opaque bytes (chunked, LZ4, byte-exact). Symbolic links to
+            regular files are followed (the Hugging Face cache layout); a link loop, a dangling
+            link, a link to a directory, a FIFO, socket or device, or an empty directory is
+            refused (exit 1, naming the path, store unchanged). Files identical to ones already
+            stored (a config.json unchanged across steps) cost nothing. The digest printed is the
+            tree's (docs/FORMAT.md); a single file keeps the digest it always had.
 
             A missing store is created only at a location given explicitly (--store or
             $CKSTORE_DIR), with a note on stderr; the ./.ckstore default must exist already
@@ -40,14 +50,18 @@ enum PutCommand {
             let force = args.flag("--force")
             let quiet = args.flag("--quiet")
             let json = args.flag("--json")
-            let file = try args.positionals(min: 1, max: 1, names: "FILE (or - for standard input)")[0]
+            let file = try args.positionals(min: 1, max: 1, names: "FILE or DIR (or - for standard input)")[0]
             try Store.validateRunName(run)
             let store = try openForPut(globals)
             let progress = ProgressDisplay.make(quiet: quiet, verb: "put")
             store.progressHandler = progress.map { display in { display.update($0) } }
             defer { progress?.clear() }
-            let report = try store.put(
-                from: file == "-" ? .standardInput : .file(file), run: run, step: step, metrics: metrics, force: force)
+            let isDirectory: Bool
+            if file != "-", case .success(let st) = Sys.fileStatus(file) { isDirectory = st.isDirectory } else { isDirectory = false }
+            let report =
+                isDirectory
+                ? try store.put(directory: file, run: run, step: step, metrics: metrics, force: force)
+                : try store.put(from: file == "-" ? .standardInput : .file(file), run: run, step: step, metrics: metrics, force: force)
             progress?.clear()
             if json {
                 Console.json(reportJSON(report, run: run, step: step))
@@ -63,7 +77,7 @@ enum PutCommand {
                 }
                 let mbps = report.seconds > 0 ? Double(report.bytesIn) / report.seconds / 1e6 : 0
                 Console.err(
-                    "\(run)@\(step): \(what); \(Console.bytes(report.bytesIn)) in, \(Console.bytes(report.bytesStored)) stored, "
+                    "\(run)@\(step): \(what); \(isDirectory ? "\(report.fileCount) files, " : "")\(Console.bytes(report.bytesIn)) in, \(Console.bytes(report.bytesStored)) stored, "
                         + "\(report.newChunks) new chunks, \(report.dedupHits) dedup hits, "
                         + (report.repairedBlobs > 0 ? "\(report.repairedBlobs) missing or damaged blob(s) rewritten, " : "")
                         + "\(Console.format(report.seconds, decimals: 2)) s, \(Console.format1(mbps)) MB/s"
@@ -110,6 +124,7 @@ enum PutCommand {
             ("digest", .string("sha256:\(report.digest.hex)")), ("outcome", .string(outcome)), ("previous", previous),
             ("bytes_in", .int(report.bytesIn)), ("bytes_stored", .int(report.bytesStored)), ("chunks", .int(report.chunkCount)),
             ("new_chunks", .int(report.newChunks)), ("dedup_hits", .int(report.dedupHits)), ("seconds", .double(report.seconds)),
+            ("files", .int(report.fileCount)),
         ])
     }
 }

@@ -12,6 +12,8 @@ enum ShowCommand {
 
             With REF: the tensors (name, dtype, shape, bytes, chunks) in data-section order and
             the file's __metadata__. REF is RUN@STEP, RUN@latest, sha256:<64 hex> or a hex prefix.
+            For a directory snapshot: its files (path, kind, size, digest) sorted by path, then
+            the tensors and __metadata__ of each safetensors file.
 
             With a query: what the query would read, without reading it: the recipe, the input
             steps and digests (oldest first), how they are combined, which tensors would be
@@ -33,6 +35,10 @@ enum ShowCommand {
             let refText = try args.positionals(min: 1, max: 1, names: "REF")[0]
             let store = try Store(path: globals.storePath)
             let resolved = try store.resolve(try SnapshotRef.parse(refText))
+            if try store.contentKind(of: resolved) == .tree {
+                try showTree(store: store, resolved: resolved, json: json)
+                return 0
+            }
             let manifest = try store.manifest(of: resolved)
             let metadata = (try? SafetensorsHeader.parse(headerBytes: manifest.headerBytes))?.metadata ?? []
             if json {
