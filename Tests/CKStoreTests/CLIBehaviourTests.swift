@@ -361,7 +361,7 @@ struct CLIBehaviourTests {
             let r = runCLI(["ls", "--run", "r"], store: store)
             #expect(r.status == 0)
             let lines = outputLines(text(r.stdout))
-            #expect(lines.first?.split(separator: " ").map(String.init) == ["STEP", "DIGEST", "SIZE", "STORED", "CREATED", "METRICS"])
+            #expect(lines.first?.split(separator: " ").map(String.init) == ["STEP", "DIGEST", "FILES", "SIZE", "STORED", "CREATED", "METRICS"])
             #expect(lines.count == 2)
             let row = lines.last ?? ""
             #expect(row.hasPrefix("5 "))

@@ -356,3 +356,105 @@ def test_copy_carries_trees_between_stores(ckstore_bin, ckstore, tmp_path, store
                                        capture_output=True, check=True).stdout)["snapshots"]
     assert [s["digest"] for s in mine] == [s["digest"] for s in theirs]
     assert subprocess.run([ckstore_bin, "--store", other, "fsck", "--full"], capture_output=True).returncode == 0
+
+
+# --- Stores made by the release before trees (commit efe0109, schema version 2) ------------------
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "release-efe0109-store"
+RELEASE_SHA256 = {
+    100: "3c7cacc0de6290e6feebd66472e1e3967d854e2c6028e9b5495ff7e79e9625b2",
+    200: "44a144e8f98b190c7357f547ef904e6fb2509db0cacc8afa9d3159c782bdeb2e",
+    300: "c7e02611d5a2e7ae9f3afc7f09064c67c852c782d08dc9c971b5b208b8bfbf86",
+}
+RELEASE_DIGESTS = {
+    100: "sha256:4b1223c75b4ecb8dacdcf2995eee9b73ba622371fa372c053ef76393590ac1ab",
+    200: "sha256:5bc20a76f828eded87814b6473f4e824e148b2b08142e73b784a91eaa3636bc5",
+    300: "sha256:a6011cb249a74b513626b7327e51adf0d15e72b2dce3aa9db27706870c517125",
+}
+RELEASE_LAWA_SHA256 = "1cbf4768109522401f5ef686653d3daa8c8731bba2276c7324c30583f8f6c9ca"
+
+
+def release_step_file(step: int) -> bytes:
+    """The safetensors file the fixture holds at `step` (compact JSON header, as it was put)."""
+    w = struct.pack("<64f", *[(i % 7) * 0.5 + step / 100 for i in range(64)])
+    b = struct.pack("<8f", *[step / 100.0] * 8)
+    ids = struct.pack("<4q", 1, 2, 3, step)
+    header = {"__metadata__": {"format": "pt"}}
+    offset, data = 0, b""
+    for name, dtype, shape, raw in [("layer.weight", "F32", [8, 8], w), ("layer.bias", "F32", [8], b), ("ids", "I64", [4], ids)]:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+        data += raw
+    h = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def check_release_store_works(run, tmp_path: Path) -> None:
+    """`run(*args)` runs the current ckstore on a store holding the fixture's content."""
+    import hashlib
+    ls = json.loads(run("ls", "--run", "old", "--json").stdout)
+    assert [(s["step"], s["digest"], s["files"]) for s in ls["snapshots"]] == [(s, RELEASE_DIGESTS[s], 1) for s in (100, 200, 300)]
+    assert [m["value"] for m in ls["metrics"]] == [0.1, 0.2, 0.3]
+    for step in (100, 200, 300):
+        data = run("get", f"old@{step}", "-o", "-").stdout
+        assert data == release_step_file(step)
+        assert hashlib.sha256(data).hexdigest() == RELEASE_SHA256[step]
+    for extra in ([], ["--no-cache"]):
+        out = tmp_path / f"lawa{len(extra)}.safetensors"
+        run("get", "--lawa", "k=3,stride=100", "--run", "old", "--at", "300", "-o", str(out), *extra)
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == RELEASE_LAWA_SHA256
+    # The migrated store takes trees next to its old snapshots.
+    tree = write_tree(tmp_path / "tree", hf_files())
+    run("put", "--run", "old", "--step", "400", str(tree))
+    run("get", "old@400", "-o", str(tmp_path / "tree-out"))
+    assert read_tree(tmp_path / "tree-out") == hf_files()
+    assert run("fsck", "--full").returncode == 0
+
+
+def test_a_store_made_by_the_release_before_trees_still_works_after_migration(ckstore_bin, tmp_path):
+    import shutil
+    import sqlite3
+    store = tmp_path / "release-store"
+    shutil.copytree(FIXTURE, store)
+    assert sqlite3.connect(store / "ckstore.db").execute("PRAGMA user_version").fetchone() == (2,)
+
+    def run(*args):
+        proc = subprocess.run([ckstore_bin, "--store", str(store), *args], capture_output=True)
+        assert proc.returncode == 0, (args, proc.stderr)
+        return proc
+
+    check_release_store_works(run, tmp_path)
+    assert sqlite3.connect(store / "ckstore.db").execute("PRAGMA user_version").fetchone() == (3,)
+
+
+def test_a_single_file_put_keeps_the_digest_the_release_gave_it(ckstore, tmp_path):
+    for step in (100, 200, 300):
+        (tmp_path / f"s{step}.safetensors").write_bytes(release_step_file(step))
+        assert digest_of(ckstore("put", "--run", "new", "--step", str(step), str(tmp_path / f"s{step}.safetensors"))) \
+            == RELEASE_DIGESTS[step]
+
+
+PG_URL = os.environ.get("CKSTORE_TEST_PG_URL", "")
+BASE_BIN = os.environ.get("CKSTORE_BASE_BIN", "")
+
+
+@pytest.mark.skipif(not PG_URL or not BASE_BIN,
+                    reason="needs CKSTORE_TEST_PG_URL and CKSTORE_BASE_BIN (a ckstore built from commit efe0109)")
+def test_a_postgres_store_made_by_the_release_before_trees_still_works_after_migration(ckstore_bin, tmp_path):
+    import shutil
+    import uuid
+    source = tmp_path / "release-store"
+    shutil.copytree(FIXTURE, source)
+    sep = "&" if "?" in PG_URL else "?"
+    location = f"{PG_URL}{sep}schema=trees_{uuid.uuid4().hex[:12]}&blobs=file://{tmp_path / 'blobs'}"
+    # The release itself creates the PostgreSQL store (schema 2) and copies the fixture into it.
+    for args in (["--store", location, "init"], ["copy", "--from", str(source), "--to", location]):
+        proc = subprocess.run([BASE_BIN, *args], capture_output=True)
+        assert proc.returncode == 0, proc.stderr
+
+    def run(*args):
+        proc = subprocess.run([ckstore_bin, "--store", location, *args], capture_output=True)
+        assert proc.returncode == 0, (args, proc.stderr)
+        return proc
+
+    check_release_store_works(run, tmp_path)
