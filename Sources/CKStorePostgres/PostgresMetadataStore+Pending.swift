@@ -150,7 +150,8 @@ extension PostgresMetadataStore {
         var doomed: [SnapshotKey] = []
         if let cutoff = options.pendingCreatedBefore {
             let r = try conn.execute(
-                "SELECT run, step FROM pending WHERE created_at < $1 ORDER BY run COLLATE \"C\", step", [.int64(cutoff)])
+                "SELECT run, step FROM pending WHERE created_at < $1 AND ($2::text IS NULL OR run = $2) ORDER BY run COLLATE \"C\", step",
+                [.int64(cutoff), options.pendingRun.map { .text($0) } ?? .null])
             doomed += try (0..<r.rowCount).map { SnapshotKey(run: try r.string($0, 0), step: try r.int($0, 1)) }
         }
         if options.dropsPendingOfSelected {

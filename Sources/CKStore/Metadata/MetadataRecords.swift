@@ -129,6 +129,8 @@ package struct CollectionOptions: Sendable, Equatable {
     /// milliseconds; `Int64.max` for all: gc --pending), and those at the selected RUN@STEP
     /// when `dropsPendingOfSelected` (rm).
     package var pendingCreatedBefore: Int64? = nil
+    /// Limits `pendingCreatedBefore` to one run (gc --run).
+    package var pendingRun: String? = nil
     package var dropsPendingOfSelected = false
 
     /// Creates options.

@@ -53,7 +53,9 @@ extension InMemoryTables {
     mutating func collectPending(_ options: CollectionOptions, selected: [SnapshotKey]) -> [SnapshotKey] {
         var doomed = Set<SnapshotKey>()
         if let cutoff = options.pendingCreatedBefore {
-            for (key, stored) in pending where stored.createdAt < cutoff { doomed.insert(key) }
+            for (key, stored) in pending where stored.createdAt < cutoff && (options.pendingRun ?? key.run) == key.run {
+                doomed.insert(key)
+            }
         }
         if options.dropsPendingOfSelected {
             for key in selected where pending[key] != nil { doomed.insert(key) }
