@@ -38,7 +38,7 @@ extension PendingSnapshot {
         }
     }
 
-    /// Splits `PREFIX<digits><"-of-"><total, zero-padded>SUFFIX`.
+    /// Splits `PREFIX<digits>-of-<TOTAL>REST` into PREFIX, the digits, and `-of-<TOTAL>REST`.
     private static func numbered(_ path: String, total: Int) -> (String, String, String)? {
         let chars = Array(path)
         let marker: [Character] = ["-", "o", "f", "-"]
@@ -52,6 +52,6 @@ extension PendingSnapshot {
         let totalDigits = after.prefix { $0.isASCII && $0.isNumber }
         guard let n = Int(String(totalDigits)), n == total else { return nil }
         let prefix = String(before.dropLast(digits.count))
-        return (prefix, String(digits.reversed()), String(after.dropFirst(totalDigits.count)))
+        return (prefix, String(digits.reversed()), String(chars[at...]))
     }
 }
