@@ -361,7 +361,8 @@ struct CLIBehaviourTests {
             let r = runCLI(["ls", "--run", "r"], store: store)
             #expect(r.status == 0)
             let lines = outputLines(text(r.stdout))
-            #expect(lines.first?.split(separator: " ").map(String.init) == ["STEP", "DIGEST", "FILES", "SIZE", "STORED", "CREATED", "METRICS"])
+            let columns = ["STEP", "DIGEST", "FILES", "SIZE", "STORED", "CREATED", "METRICS"]
+            #expect(lines.first?.split(separator: " ").map(String.init) == columns)
             #expect(lines.count == 2)
             let row = lines.last ?? ""
             #expect(row.hasPrefix("5 "))
