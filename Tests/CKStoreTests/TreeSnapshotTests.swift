@@ -182,4 +182,16 @@ struct TreeSnapshotTests {
             #expect(try storedBlobs(store).isEmpty && store.runs().isEmpty)
         }
     }
+
+    @Test func aFileReplacedByAFIFOAfterTheWalkIsRefusedWithoutBlocking() throws {
+        try withTemporaryDirectory("tree-fifo") { dir in
+            let fifo = dir.file("pipe")
+            #expect(mkfifo(fifo, 0o644) == 0)
+            // No writer ever opens the FIFO: a blocking open would hang here.
+            let error = #expect(throws: CKStoreError.self) {
+                _ = try Store.reader(WalkedFile(path: "model.safetensors", location: fifo, size: 0))
+            }
+            #expect(error?.code == .badInput && error?.message.contains("no longer a regular file") == true)
+        }
+    }
 }

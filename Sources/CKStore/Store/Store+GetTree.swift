@@ -53,7 +53,8 @@ extension Store {
                 try output.commit()
                 written += output.bytesWritten
             }
-            try Self.place(temporary, at: destination, force: force)
+            try Self.place(
+                temporary, at: destination, aside: "\(parent.isEmpty ? "" : parent)/.\(OutputWriter.shortened(base)).old", force: force)
             placed = true
             return GetReport(bytesOut: written, seconds: Double(nowMilliseconds() - start) / 1000)
         }
@@ -105,12 +106,12 @@ extension Store {
 
     /// Renames the complete temporary tree into place; with `force`, a non-empty destination is
     /// moved aside first and deleted afterwards (put back if the rename fails).
-    private static func place(_ temporary: String, at destination: String, force: Bool) throws(CKStoreError) {
+    private static func place(_ temporary: String, at destination: String, aside prefix: String, force: Bool) throws(CKStoreError) {
         if case .success = Sys.rename(temporary, destination) { return }
         guard force, case .success(let st) = Sys.fileStatus(destination), st.isDirectory else {
             throw CKStoreError(.conflict, "\(destination) appeared or changed while the tree was written; nothing was replaced")
         }
-        let aside = FileSystem.temporaryName(prefix: destination + ".old")
+        let aside = FileSystem.temporaryName(prefix: prefix)
         if case .failure(let e) = Sys.rename(destination, aside) {
             throw CKStoreError(.environment, "cannot move \(destination) aside: \(e)", cause: e)
         }

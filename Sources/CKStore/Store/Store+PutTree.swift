@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 extension Store {
     /// Reads every regular file under `directory` (`DirectoryWalk`: recursive, symbolic links
     /// to files followed, anything else refused) and records them as one tree snapshot RUN@STEP.
@@ -69,14 +73,21 @@ extension Store {
     /// Whether a tree path names a safetensors file (parsed and chunked by tensor).
     public static func isSafetensors(_ path: String) -> Bool { path.hasSuffix(".safetensors") }
 
-    /// A reader over one file of a directory, named by its location for messages.
-    private static func reader(_ file: WalkedFile) throws(CKStoreError) -> StreamReader {
+    /// A reader over one file of a directory, named by its location for messages. The file is
+    /// opened without blocking and must still be a regular file: one replaced by a FIFO after
+    /// the walk would otherwise block the put forever.
+    static func reader(_ file: WalkedFile) throws(CKStoreError) -> StreamReader {
         let handle: FileHandle
         do {
-            handle = try FileHandle.openForReading(file.location)
+            handle = try FileHandle(path: file.location, flags: O_RDONLY | O_NONBLOCK)
         } catch {
             throw CKStoreError(.badInput, "cannot read \(file.location): \(error)", cause: error)
         }
+        var st = stat()
+        guard fstat(handle.fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw CKStoreError(.badInput, "\(file.location) is no longer a regular file")
+        }
+        _ = fcntl(handle.fd, F_SETFL, fcntl(handle.fd, F_GETFL) & ~O_NONBLOCK)
         return StreamReader(file: handle, name: file.location)
     }
 }
