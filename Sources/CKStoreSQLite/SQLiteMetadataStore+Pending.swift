@@ -162,8 +162,10 @@ extension SQLiteMetadataStore {
     func collectPending(_ options: CollectionOptions, selected: [SnapshotKey]) throws -> [SnapshotKey] {
         var doomed: [SnapshotKey] = []
         if let cutoff = options.pendingCreatedBefore {
-            doomed += try db.statement("SELECT run, step FROM pending WHERE created_at < ?1 AND (?2 IS NULL OR run = ?2) ORDER BY run, step")
-                .rows([.integer(cutoff), options.pendingRun.map { .text($0) } ?? .null]) { SnapshotKey(run: $0.text(0), step: $0.int(1)) }
+            doomed += try db.statement(
+                "SELECT run, step FROM pending WHERE created_at < ?1 AND (?2 IS NULL OR run = ?2) ORDER BY run, step"
+            )
+            .rows([.integer(cutoff), options.pendingRun.map { .text($0) } ?? .null]) { SnapshotKey(run: $0.text(0), step: $0.int(1)) }
         }
         if options.dropsPendingOfSelected {
             for key in selected where try pendingRow(run: key.run, step: key.step) != nil && !doomed.contains(key) {

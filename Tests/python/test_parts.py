@@ -261,6 +261,7 @@ def test_pending_is_invisible_to_get_ls_and_lawa_says_which_step_is_incomplete(c
     assert [s["step"] for s in j["snapshots"]] == [10, 20]
     g = ckstore("get", "r@30", "-o", str(tmp_path / "x"), check=False)
     assert g.returncode == 1 and not (tmp_path / "x").exists()
+    assert "r@30 is not a snapshot yet: 3 of 8 parts" in g.stderr
     latest = ckstore("show", "r@latest", "--json")
     assert "30" not in json.dumps(json.loads(latest.stdout).get("ref", ""))
     lawa = ckstore("get", "--run", "r", "--lawa", "k=3,stride=10", "--at", "30", "-o", str(tmp_path / "l.safetensors"), check=False)

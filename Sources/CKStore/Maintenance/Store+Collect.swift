@@ -48,7 +48,8 @@ extension Store {
             targets.append((snap.run, snap.step))
         }
         var report = CollectionReport()
-        try collect(dryRun: dryRun, keepDerived: true, orphans: .keep, dropsMetrics: true, pending: .ofSelected, report: &report) { (_: inout CollectionReport) in
+        try collect(dryRun: dryRun, keepDerived: true, orphans: .keep, dropsMetrics: true, pending: .ofSelected, report: &report) {
+            (_: inout CollectionReport) in
             targets
         }
         return report

@@ -1,4 +1,12 @@
 extension Store {
+    /// The refusal of RUN@STEP while its parts are arriving: it is not a snapshot yet.
+    static func notYetComplete(_ pending: PendingSnapshot) -> CKStoreError {
+        CKStoreError(
+            .notFound,
+            "\(pending.ref) is not a snapshot yet: \(pending.parts.count) of \(pending.total) parts have been put "
+                + "('ckstore ls --pending' lists them)")
+    }
+
     /// Refuses a query whose window needs a step that is still pending (its parts are arriving):
     /// `.notFound`, "step N is incomplete: 3 of 8 parts", naming the parts present and, when the
     /// part names follow the `NNNNN-of-TOTAL` pattern, the missing ones.

@@ -91,7 +91,9 @@ struct PendingMetadataContractTests {
             _ = try m.addPart(.safetensors(rank0), path: "a.safetensors", run: "r", step: 1, total: 2, force: false)
             let again = try m.addPart(.safetensors(rank0), path: "a.safetensors", run: "r", step: 1, total: 2, force: false)
             #expect(again == PartOutcome(part: .unchanged, present: 1, total: 2, completed: nil))
-            #expect(code { _ = try m.addPart(.safetensors(rank1), path: "a.safetensors", run: "r", step: 1, total: 2, force: false) } == .conflict)
+            #expect(
+                code { _ = try m.addPart(.safetensors(rank1), path: "a.safetensors", run: "r", step: 1, total: 2, force: false) }
+                    == .conflict)
             #expect(try m.pendingSnapshot(run: "r", step: 1)?.parts.map(\.digest) == [rank0.digest], "a refused part changes nothing")
             #expect(!(try m.hasManifest(rank1.digest)))
             let forced = try m.addPart(.safetensors(rank1), path: "a.safetensors", run: "r", step: 1, total: 2, force: true)
@@ -116,7 +118,9 @@ struct PendingMetadataContractTests {
             #expect(code { _ = try m.addPart(.safetensors(rank0), path: "x", run: "r", step: 1, total: 5, force: false) } == .badInput)
             #expect(code { _ = try m.addPart(.safetensors(rank0), path: "x", run: "r", step: 1, total: 5, force: true) } == .badInput)
             #expect(code { _ = try m.addPart(.safetensors(rank0), path: "dir", run: "r", step: 1, total: 4, force: false) } == .badInput)
-            #expect(code { _ = try m.addPart(.safetensors(rank0), path: "dir/c.json/x", run: "r", step: 1, total: 4, force: false) } == .badInput)
+            #expect(
+                code { _ = try m.addPart(.safetensors(rank0), path: "dir/c.json/x", run: "r", step: 1, total: 4, force: false) }
+                    == .badInput)
             let pending = try #require(try m.pendingSnapshot(run: "r", step: 1))
             #expect(pending.parts.map(\.path) == ["dir/c.json"] && pending.total == 4)
             #expect(!(try m.hasManifest(rank0.digest)))
@@ -132,12 +136,20 @@ struct PendingMetadataContractTests {
             try m.recordMetrics(run: "r", step: 5, variant: "raw", values: [("loss", 1.5)])
             // A retried put of a part the complete snapshot holds: unchanged, names the snapshot.
             let retried = try m.addPart(.safetensors(rank1), path: "b.safetensors", run: "r", step: 5, total: 2, force: false)
-            #expect(retried.part == .unchanged && retried.completed == CompletedSnapshot(digest: digest, outcome: .unchanged, droppedMetrics: 0))
+            #expect(
+                retried.part == .unchanged && retried.completed == CompletedSnapshot(digest: digest, outcome: .unchanged, droppedMetrics: 0)
+            )
             #expect(try m.pendingSnapshots().isEmpty)
             // Other content, another TOTAL, or a path it lacks: conflicts, nothing pending.
-            #expect(code { _ = try m.addPart(.safetensors(rank2), path: "b.safetensors", run: "r", step: 5, total: 2, force: false) } == .conflict)
-            #expect(code { _ = try m.addPart(.safetensors(rank1), path: "b.safetensors", run: "r", step: 5, total: 3, force: false) } == .conflict)
-            #expect(code { _ = try m.addPart(.safetensors(rank2), path: "c.safetensors", run: "r", step: 5, total: 2, force: false) } == .conflict)
+            #expect(
+                code { _ = try m.addPart(.safetensors(rank2), path: "b.safetensors", run: "r", step: 5, total: 2, force: false) }
+                    == .conflict)
+            #expect(
+                code { _ = try m.addPart(.safetensors(rank1), path: "b.safetensors", run: "r", step: 5, total: 3, force: false) }
+                    == .conflict)
+            #expect(
+                code { _ = try m.addPart(.safetensors(rank2), path: "c.safetensors", run: "r", step: 5, total: 2, force: false) }
+                    == .conflict)
             #expect(try m.pendingSnapshots().isEmpty && m.snapshot(run: "r", step: 5)?.digest == digest)
             // --force: a pending replacement; the old snapshot stays visible until it completes.
             let p = try m.addPart(.safetensors(rank2), path: "a.safetensors", run: "r", step: 5, total: 2, force: true)
@@ -187,7 +199,8 @@ struct PendingMetadataContractTests {
                         let m = try fixture.open()
                         defer { try? m.close() }
                         let outcome = try m.addPart(
-                            .safetensors(parts[i]), path: "rank-\(i).safetensors", run: "race", step: round, total: parts.count, force: false)
+                            .safetensors(parts[i]), path: "rank-\(i).safetensors", run: "race", step: round, total: parts.count,
+                            force: false)
                         if let done = outcome.completed { completions.withLock { $0.append(done.digest) } }
                     } catch {
                         failures.withLock { $0.append("\(error)") }
