@@ -424,7 +424,7 @@ def test_a_store_made_by_the_release_before_trees_still_works_after_migration(ck
         return proc
 
     check_release_store_works(run, tmp_path)
-    assert sqlite3.connect(store / "ckstore.db").execute("PRAGMA user_version").fetchone() == (3,)
+    assert sqlite3.connect(store / "ckstore.db").execute("PRAGMA user_version").fetchone() == (4,)  # 003 trees, 004 pending
 
 
 def test_a_single_file_put_keeps_the_digest_the_release_gave_it(ckstore, tmp_path):
