@@ -332,3 +332,47 @@ def test_rm_of_a_pending_step_removes_its_parts(ckstore, tmp_path, one_file):
     assert pending(ckstore) == []
     r = ckstore("rm", "r@3", check=False)
     assert r.returncode != 0
+
+
+# --- PostgreSQL metadata ------------------------------------------------------------------------
+
+PG_URL = os.environ.get("CKSTORE_TEST_PG_URL", "")
+
+
+@pytest.mark.skipif(not PG_URL, reason="CKSTORE_TEST_PG_URL is not set (Tools/services/postgres.sh; Tools/test.sh exports it)")
+def test_postgres_four_concurrent_ranks_complete_exactly_once_and_gc_pending(ckstore_bin, tmp_path):
+    import uuid
+    sep = "&" if "?" in PG_URL else "?"
+    store = f"{PG_URL}{sep}schema=py_parts_{uuid.uuid4().hex}&blobs=file://{tmp_path / 'blobs'}"
+
+    def run(*args, check=True):
+        proc = subprocess.run([ckstore_bin, "--store", store, *args], capture_output=True)
+        if check:
+            assert proc.returncode == 0, (args, proc.stderr)
+        return proc
+
+    run("init")
+    world = 4
+    for step in range(3):
+        files = write_ranks(tmp_path, world, step)
+        order = list(range(world))
+        random.Random(step).shuffle(order)
+        procs = [subprocess.Popen([ckstore_bin, "--store", store, "put", "--run", "pg", "--step", str(step), "--parts",
+                                   str(world), "--path", rank_path(r, world), str(files[r])],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in order]
+        results = [(p.wait(timeout=120), p.stdout.read().decode().split(), p.stderr.read().decode()) for p in procs]
+        assert all(rc == 0 for rc, _, _ in results), results
+        completing = [out for _, out, _ in results if len(out) == 2]
+        assert len(completing) == 1, results
+        snaps = json.loads(run("ls", "--run", "pg", "--json").stdout)["snapshots"]
+        assert [s["digest"] for s in snaps if s["step"] == step] == [completing[0][1]]
+    extra = write_ranks(tmp_path, 2, step=9)
+    p = subprocess.run([ckstore_bin, "--store", store, "put", "--run", "pg", "--step", "9", "--parts", "2", "--path",
+                        rank_path(0, 2), str(extra[0])], capture_output=True)
+    assert p.returncode == 0, p.stderr
+    assert [x["ref"] for x in json.loads(run("ls", "--pending", "--json").stdout)["pending"]] == ["pg@9"]
+    lawa = run("get", "--run", "pg", "--lawa", "k=2,stride=7", "--at", "9", "-o", str(tmp_path / "l"), check=False)
+    assert lawa.returncode == 1 and b"step 9 is incomplete: 1 of 2 parts" in lawa.stderr
+    out = json.loads(run("gc", "--pending", "--json").stdout)
+    assert out["removed_pending"] == ["pg@9"] and out["removed_files"] >= 1
+    assert run("fsck", "--full").returncode == 0
