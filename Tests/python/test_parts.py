@@ -189,6 +189,18 @@ def test_completion_prints_both_digests_and_the_tree_is_byte_exact(ckstore, tmp_
     assert pending(ckstore) == []
 
 
+def test_json_output_names_the_part_and_the_completed_snapshot(ckstore, tmp_path, one_file):
+    a, b = write_ranks(tmp_path, 2, step=3)
+    first = json.loads(put_part(ckstore, "j", 1, 2, rank_path(0, 2), str(a), "--json").stdout)
+    assert first["part"] == "added" and first["present"] == 1 and first["total"] == 2
+    assert first["complete"] is False and first["snapshot"] is None and first["path"] == rank_path(0, 2)
+    last = json.loads(put_part(ckstore, "j", 1, 2, rank_path(1, 2), str(b), "--json").stdout)
+    assert last["complete"] is True and last["snapshot"]["outcome"] == "created"
+    snaps = json.loads(ckstore("ls", "--run", "j", "--json").stdout)["snapshots"]
+    assert [s["digest"] for s in snaps] == [last["snapshot"]["digest"]]
+    assert last["digest"] != last["snapshot"]["digest"]
+
+
 def test_four_concurrent_processes_in_random_order_complete_exactly_once(ckstore_bin, store, ckstore, tmp_path, one_file):
     world = 4
     for step in range(3):

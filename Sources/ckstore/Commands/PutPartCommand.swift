@@ -19,7 +19,9 @@ enum PutPartCommand {
         count to TOTAL makes it a complete tree snapshot in the same transaction (exactly once,
         whichever ranks finish together). A REL ending in '.safetensors' is parsed and chunked
         by tensor, anything else is stored as opaque bytes. stdout: line 1 is the part's own
-        digest (sha256:…); the completing put prints a line 2, the snapshot's digest. Re-putting
+        digest (sha256:…); the completing put prints a line 2, the snapshot's digest (with
+        --json, one object: "digest" is the part's, "snapshot" {digest, outcome} or null,
+        "present"/"total" the count after this put). Re-putting
         an identical part is a no-op; different content at REL, or parts for a RUN@STEP that is
         already complete, are refused (exit 1) unless --force (a complete snapshot is then
         replaced when the new parts complete); a TOTAL that disagrees with the pending
