@@ -458,3 +458,39 @@ def test_a_postgres_store_made_by_the_release_before_trees_still_works_after_mig
         return proc
 
     check_release_store_works(run, tmp_path)
+
+
+def test_hostile_but_valid_names_round_trip(ckstore, tmp_path):
+    files = {
+        "-rf": b"dash",
+        "new\nline.json": b"nl",
+        "tab\tand space .txt": b"ws",
+        "ünïcödé/日本語.bin": b"utf8",
+        "back\\slash": b"bs",
+        "\u202eevil.txt": b"bidi",
+        "/".join(["d"] * 60) + "/deep.json": b"deep",
+        ".hidden/.x": b"dot",
+    }
+    digest = digest_of(ckstore("put", "--run", "r", "--step", "1", str(write_tree(tmp_path / "src", files))))
+    out = tmp_path / "out"
+    ckstore("get", digest, "-o", str(out))
+    assert read_tree(out) == files
+    for rel, data in files.items():
+        assert ckstore("get", "r@1", "--file", rel, "-o", "-").stdout == data
+    text = ckstore("show", "r@1").stdout.decode()
+    assert "\\n" in text and "\u202e" not in text  # control and bidi characters are escaped
+
+
+def test_putting_the_same_directory_again_rewrites_a_missing_side_file_blob(ckstore, tmp_path, store):
+    files = hf_files()
+    src = write_tree(tmp_path / "src", files)
+    ckstore("put", "--run", "r", "--step", "1", str(src))
+    objects = Path(store) / "objects"
+    opt = max((p for p in objects.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    opt.unlink()
+    assert ckstore("fsck", check=False).returncode == 3
+    again = json.loads(ckstore("put", "--run", "r", "--step", "1", "--json", str(src)).stdout)
+    assert again["outcome"] == "unchanged" and again["new_chunks"] == 1
+    assert ckstore("fsck", "--full").returncode == 0
+    ckstore("get", "r@1", "-o", str(tmp_path / "out"))
+    assert read_tree(tmp_path / "out") == files
