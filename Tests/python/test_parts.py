@@ -294,6 +294,8 @@ def test_ls_pending_lists_parts_and_age(ckstore, tmp_path, one_file):
     assert [x["path"] for x in j[1]["parts"]] == [rank_path(0, 3), rank_path(1, 3)]  # sorted by path
     assert j[0]["parts"][0]["kind"] == "bytes" and j[0]["parts"][0]["size"] == 8
     assert 0 <= j[1]["age_seconds"] < 600
+    runs = ckstore("ls")
+    assert "2 pending snapshot(s) not listed" in runs.stderr and b"r@1" not in runs.stdout
     text = ckstore("ls", "--pending").stdout.decode()
     assert "r@1" in text and "2/3" in text and rank_path(1, 3) in text
     only = json.loads(ckstore("ls", "--pending", "--run", "q", "--json").stdout)["pending"]

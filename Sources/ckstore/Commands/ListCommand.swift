@@ -52,6 +52,7 @@ enum ListCommand {
                 try listSnapshots(store: store, run: run, json: json)
             } else {
                 try listRuns(store: store, json: json)
+                if !json { try ListPending.note(store: store) }
             }
             return 0
         })

@@ -55,6 +55,12 @@ enum ListPending {
         Console.table(rows).forEach(Console.out)
     }
 
+    /// After the list of runs: a note on stderr when snapshots are pending (not listed there).
+    static func note(store: Store) throws(CKStoreError) {
+        let count = try store.pendingSnapshots().count
+        if count > 0 { Console.err("ckstore: note: \(count) pending snapshot(s) not listed ('ckstore ls --pending')") }
+    }
+
     /// "42 s", "17 min", "3.5 h", "2.0 d".
     static func age(_ milliseconds: Int64) -> String {
         let s = Double(max(0, milliseconds)) / 1000
