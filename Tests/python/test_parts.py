@@ -390,3 +390,18 @@ def test_postgres_four_concurrent_ranks_complete_exactly_once_and_gc_pending(cks
     out = json.loads(run("gc", "--pending", "--json").stdout)
     assert out["removed_pending"] == ["pg@9"] and out["removed_files"] >= 1
     assert run("fsck", "--full").returncode == 0
+
+
+def test_watch_does_not_see_a_pending_step(ckstore_bin, store, ckstore, tmp_path, one_file):
+    for step in (0, 10):
+        p = tmp_path / f"w{step}.safetensors"
+        p.write_bytes(rank_file(0, step))
+        ckstore("put", "--run", "w", "--step", str(step), str(p))
+    files = write_ranks(tmp_path, 2, step=20)
+    put_part(ckstore, "w", 20, 2, rank_path(0, 2), str(files[0]))
+    log = tmp_path / "watch.log"
+    proc = subprocess.run([ckstore_bin, "--store", store, "watch", "--run", "w", "--lawa", "k=2,stride=10", "--poll", "0.1",
+                           "--idle-exit", "1", "--exec", f"echo {{step}} >> '{log}'"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text().split() == ["10"], "the window at 20 needs a pending step: watch does not run it"
+    assert "20" not in proc.stdout
