@@ -405,3 +405,41 @@ def test_watch_does_not_see_a_pending_step(ckstore_bin, store, ckstore, tmp_path
     assert proc.returncode == 0, proc.stderr
     assert log.read_text().split() == ["10"], "the window at 20 needs a pending step: watch does not run it"
     assert "20" not in proc.stdout
+
+
+def test_concurrent_ranks_with_one_killed_mid_put_complete_once_after_its_repush(ckstore_bin, store, ckstore, tmp_path, one_file):
+    """The issue's scenario in one run: 4 processes in random order, one SIGKILLed inside its put."""
+    world = 4
+    files = write_ranks(tmp_path, world, step=7)
+    victim = random.Random(11).randrange(world)
+    big = tmp_path / "victim.safetensors"
+    big.write_bytes(safetensors({f"layer.{victim}.weight": ("F32", [8 << 20], random.Random(5).randbytes(32 << 20))}))
+    files[victim] = big
+    order = list(range(world))
+    random.Random(12).shuffle(order)
+    procs = {}
+    for r in order:
+        procs[r] = subprocess.Popen([ckstore_bin, "--store", store, "put", "--run", "mix", "--step", "7", "--parts", str(world),
+                                     "--path", rank_path(r, world), str(files[r])], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.08)
+    procs[victim].send_signal(signal.SIGKILL)
+    results = {r: (p.wait(timeout=120), p.stdout.read().decode().split()) for r, p in procs.items()}
+    others = [r for r in range(world) if r != victim]
+    assert all(results[r][0] == 0 for r in others), results
+    if results[victim][0] == -signal.SIGKILL:
+        # The others are acknowledged and pending; the snapshot is not visible.
+        [pend] = pending(ckstore)
+        assert {x["path"]: x["digest"] for x in pend["parts"]} == {rank_path(r, world): results[r][1][0] for r in others}
+        assert all(len(results[r][1]) == 1 for r in others)
+        again = put_part(ckstore, "mix", 7, world, rank_path(victim, world), str(big))
+        assert len(digests(again)) == 2
+    else:
+        # The kill came too late: the victim's put finished; exactly one put completed it.
+        assert sum(len(out) == 2 for _, out in results.values()) == 1, results
+    assert pending(ckstore) == []
+    out = tmp_path / "out"
+    ckstore("get", "mix@7", "-o", str(out))
+    for r in range(world):
+        assert (out / rank_path(r, world)).read_bytes() == files[r].read_bytes()
+    ckstore("gc")
+    assert ckstore("fsck", "--full").returncode == 0
