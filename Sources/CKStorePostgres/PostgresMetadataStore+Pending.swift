@@ -31,34 +31,36 @@ extension PostgresMetadataStore {
                 pending = (try r.int64(0, 0), total, force)
             }
             let (pendingID, pendingTotal, replaces) = pending!
-            let parts = try partRows(pendingID)
+            let count = try conn.execute("SELECT count(*) FROM pending_parts WHERE pending_id = $1", [.int64(pendingID)]).int(0, 0)
             guard pendingTotal == total else {
-                throw PartRules.totalMismatch(ref: ref, pending: pendingTotal, given: total, present: parts.count)
+                throw PartRules.totalMismatch(ref: ref, pending: pendingTotal, given: total, present: count)
             }
             if force && !replaces { try conn.execute("UPDATE pending SET replaces = TRUE WHERE id = $1", [.int64(pendingID)]) }
             let addition: PartAddition
-            if let existing = parts.first(where: { $0.path == path }) {
-                if existing.digest == content.digest {
-                    return PartOutcome(part: .unchanged, present: parts.count, total: total, completed: nil)
+            let e = try conn.execute(
+                "SELECT m.digest FROM pending_parts p JOIN manifests m ON m.id = p.file_id WHERE p.pending_id = $1 AND p.path = $2",
+                [.int64(pendingID), .text(path)])
+            if e.rowCount > 0 {
+                let existing = try digest(e, 0, 0)
+                if existing == content.digest {
+                    return PartOutcome(part: .unchanged, present: count, total: total, completed: nil)
                 }
-                guard force else { throw PartRules.partConflict(ref: ref, path: path, existing: existing.digest, new: content.digest) }
+                guard force else { throw PartRules.partConflict(ref: ref, path: path, existing: existing, new: content.digest) }
                 let fileID = try insertFileIfNew(content, now: now)
                 try conn.execute(
                     "UPDATE pending_parts SET file_id = $1, created_at = $2 WHERE pending_id = $3 AND path = $4",
                     [.int64(fileID), .int64(now), .int64(pendingID), .text(path)])
-                if let oldID = try manifestID(existing.digest) { try deleteManifestIfUnreferenced(oldID) }
-                addition = .replaced(previous: existing.digest)
+                if let oldID = try manifestID(existing) { try deleteManifestIfUnreferenced(oldID) }
+                addition = .replaced(previous: existing)
             } else {
-                if let clash = PartRules.clash(path, with: parts.map(\.path)) {
-                    throw CKStoreError(.badInput, "\(ref): \(clash)")
-                }
+                if let clash = try clash(pendingID, path: path) { throw CKStoreError(.badInput, "\(ref): \(clash)") }
                 let fileID = try insertFileIfNew(content, now: now)
                 try conn.execute(
                     "INSERT INTO pending_parts (pending_id, path, file_id, created_at) VALUES ($1, $2, $3, $4)",
                     [.int64(pendingID), .text(path), .int64(fileID), .int64(now)])
                 addition = .added
             }
-            let present = parts.count + (addition == .added ? 1 : 0)
+            let present = count + (addition == .added ? 1 : 0)
             guard present == total else { return PartOutcome(part: addition, present: present, total: total, completed: nil) }
             var files: [(path: String, content: FileContent)] = []
             for part in try partRows(pendingID) { files.append((part.path, try storedFile(part))) }
@@ -93,6 +95,23 @@ extension PostgresMetadataStore {
             return try insertObjectIfNew(
                 digest: file.digest, kind: .bytes, header: [], dataLength: file.size, tensors: [file.pseudoTensor], now: now)
         }
+    }
+
+    /// Why `path` cannot join the parts of a pending row (`PartRules.clash`): a part at one of
+    /// its directories, or a part below it (paths compared by bytes, `COLLATE "C"`).
+    private func clash(_ pendingID: Int64, path: String) throws -> String? {
+        for ancestor in PartRules.ancestors(of: path) {
+            let r = try conn.execute(
+                "SELECT 1 FROM pending_parts WHERE pending_id = $1 AND path = $2", [.int64(pendingID), .text(ancestor)])
+            if r.rowCount > 0 { return PartRules.clash(ancestor: ancestor, path: path) }
+        }
+        let (low, high) = PartRules.descendantRange(of: path)
+        let r = try conn.execute(
+            """
+            SELECT path FROM pending_parts WHERE pending_id = $1 AND path COLLATE "C" > $2 AND path COLLATE "C" < $3
+            ORDER BY path COLLATE "C" LIMIT 1
+            """, [.int64(pendingID), .text(low), .text(high)])
+        return r.rowCount > 0 ? PartRules.clash(descendant: try r.string(0, 0), path: path) : nil
     }
 
     /// (id, parts_total, replaces) of the pending row RUN@STEP.

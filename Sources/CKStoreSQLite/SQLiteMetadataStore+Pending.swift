@@ -41,32 +41,34 @@ extension SQLiteMetadataStore {
                 pending = (db.lastInsertRowID, total, force)
             }
             let (pendingID, pendingTotal, replaces) = pending!
-            let parts = try partRows(pendingID)
+            let count = try partCount(pendingID)
             guard pendingTotal == total else {
-                throw PartRules.totalMismatch(ref: ref, pending: pendingTotal, given: total, present: parts.count)
+                throw PartRules.totalMismatch(ref: ref, pending: pendingTotal, given: total, present: count)
             }
             if force && !replaces { try db.statement("UPDATE pending SET replaces = 1 WHERE id = ?").run([.int(pendingID)]) }
             let addition: PartAddition
-            if let existing = parts.first(where: { $0.path == path }) {
-                if existing.digest == content.digest {
-                    return (.commit, PartOutcome(part: .unchanged, present: parts.count, total: total, completed: nil))
+            let existing = try db.statement(
+                "SELECT m.digest FROM pending_parts p JOIN manifests m ON m.id = p.file_id WHERE p.pending_id = ? AND p.path = ?"
+            ).firstRow([.int(pendingID), .text(path)]) { SHA256Digest(bytes: $0.blob(0)) }
+            if let existing {
+                guard let existing else { throw CKStoreError(.integrity, "\(ref): part '\(path)' names a damaged file row") }
+                if existing == content.digest {
+                    return (.commit, PartOutcome(part: .unchanged, present: count, total: total, completed: nil))
                 }
-                guard force else { throw PartRules.partConflict(ref: ref, path: path, existing: existing.digest, new: content.digest) }
+                guard force else { throw PartRules.partConflict(ref: ref, path: path, existing: existing, new: content.digest) }
                 let fileID = try insertFileIfNew(content, now: now)
                 try db.statement("UPDATE pending_parts SET file_id = ?, created_at = ? WHERE pending_id = ? AND path = ?")
                     .run([.int(fileID), .integer(now), .int(pendingID), .text(path)])
-                if let oldID = try manifestID(existing.digest) { try deleteManifestIfUnreferenced(oldID) }
-                addition = .replaced(previous: existing.digest)
+                if let oldID = try manifestID(existing) { try deleteManifestIfUnreferenced(oldID) }
+                addition = .replaced(previous: existing)
             } else {
-                if let clash = PartRules.clash(path, with: parts.map(\.path)) {
-                    throw CKStoreError(.badInput, "\(ref): \(clash)")
-                }
+                if let clash = try clash(pendingID, path: path) { throw CKStoreError(.badInput, "\(ref): \(clash)") }
                 let fileID = try insertFileIfNew(content, now: now)
                 try db.statement("INSERT INTO pending_parts (pending_id, path, file_id, created_at) VALUES (?, ?, ?, ?)")
                     .run([.int(pendingID), .text(path), .int(fileID), .integer(now)])
                 addition = .added
             }
-            let present = parts.count + (addition == .added ? 1 : 0)
+            let present = count + (addition == .added ? 1 : 0)
             guard present == total else {
                 return (.commit, PartOutcome(part: addition, present: present, total: total, completed: nil))
             }
@@ -110,6 +112,26 @@ extension SQLiteMetadataStore {
             return try insertObjectIfNew(
                 digest: file.digest, kind: .bytes, header: [], dataLength: file.size, tensors: [file.pseudoTensor], now: now)
         }
+    }
+
+    /// The number of parts of a pending row.
+    private func partCount(_ pendingID: Int) throws -> Int {
+        try db.statement("SELECT count(*) FROM pending_parts WHERE pending_id = ?").firstRow([.int(pendingID)]) { $0.int(0) } ?? 0
+    }
+
+    /// Why `path` cannot join the parts of a pending row (`PartRules.clash`), by index lookups:
+    /// a part at one of its directories, or a part below it (a range of the primary key, since
+    /// TEXT compares by bytes).
+    private func clash(_ pendingID: Int, path: String) throws -> String? {
+        let lookup = try db.statement("SELECT 1 FROM pending_parts WHERE pending_id = ? AND path = ?")
+        for ancestor in PartRules.ancestors(of: path) where try lookup.firstRow([.int(pendingID), .text(ancestor)], { $0.int(0) }) != nil {
+            return PartRules.clash(ancestor: ancestor, path: path)
+        }
+        let (low, high) = PartRules.descendantRange(of: path)
+        let below = try db.statement(
+            "SELECT path FROM pending_parts WHERE pending_id = ? AND path > ? AND path < ? ORDER BY path LIMIT 1"
+        ).firstRow([.int(pendingID), .text(low), .text(high)]) { $0.text(0) }
+        return below.map { PartRules.clash(descendant: $0, path: path) }
     }
 
     /// (id, parts_total, replaces) of the pending row RUN@STEP.

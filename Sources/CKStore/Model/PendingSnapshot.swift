@@ -126,18 +126,37 @@ package enum PartRules {
     }
 
     /// Why `path` cannot join parts at `others` (one would be the directory of the other), or nil.
+    /// (The in-memory reference; the database backends ask the same with `ancestors(of:)` and
+    /// `descendantRange(of:)`, index lookups instead of a scan.)
     package static func clash(_ path: String, with others: [String]) -> String? {
-        let slash = UInt8(ascii: "/")
-        for other in others where other != path {
-            if path.utf8.starts(with: Array(other.utf8) + [slash]) {
-                return "part '\(other)' would be the directory of '\(path)'"
-            }
-            if other.utf8.starts(with: Array(path.utf8) + [slash]) {
-                return "'\(path)' would be the directory of part '\(other)'"
-            }
-        }
+        let existing = Set(others)
+        if let ancestor = ancestors(of: path).first(where: existing.contains) { return clash(ancestor: ancestor, path: path) }
+        let (low, high) = descendantRange(of: path)
+        let below = others.filter { TreePath.precedes(low, $0) && TreePath.precedes($0, high) }
+        if let descendant = below.min(by: TreePath.precedes) { return clash(descendant: descendant, path: path) }
         return nil
     }
+
+    /// The directories `path` lies in ("a", "a/b" for "a/b/c"), shortest first.
+    package static func ancestors(of path: String) -> [String] {
+        var result: [String] = []
+        var prefix = ""
+        for component in path.split(separator: "/", omittingEmptySubsequences: false).dropLast() {
+            prefix += prefix.isEmpty ? String(component) : "/" + component
+            result.append(prefix)
+        }
+        return result
+    }
+
+    /// The paths below `path` as a directory are exactly those strictly between these two in
+    /// byte order (`path + "/"` and `path + "0"`, '0' being the byte after '/').
+    package static func descendantRange(of path: String) -> (String, String) { (path + "/", path + "0") }
+
+    /// A part at `ancestor` would be the directory of `path`.
+    package static func clash(ancestor: String, path: String) -> String { "part '\(ancestor)' would be the directory of '\(path)'" }
+
+    /// `path` would be the directory of the part at `descendant`.
+    package static func clash(descendant: String, path: String) -> String { "'\(path)' would be the directory of part '\(descendant)'" }
 
     /// The refusal of a part whose TOTAL disagrees with the pending snapshot's.
     package static func totalMismatch(ref: String, pending: Int, given: Int, present: Int) -> CKStoreError {

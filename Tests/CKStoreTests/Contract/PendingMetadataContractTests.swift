@@ -113,16 +113,27 @@ struct PendingMetadataContractTests {
                 #expect(code { _ = try m.addPart(.bytes(config), path: path, run: "r", step: 1, total: 2, force: false) } == .badInput)
             }
             #expect(try m.pendingSnapshots().isEmpty)
-            _ = try m.addPart(.bytes(config), path: "dir/c.json", run: "r", step: 1, total: 4, force: false)
+            _ = try m.addPart(.bytes(config), path: "dir/c.json", run: "r", step: 1, total: 5, force: false)
             // A TOTAL that disagrees, a path that is the directory of a part, or below a part.
-            #expect(code { _ = try m.addPart(.safetensors(rank0), path: "x", run: "r", step: 1, total: 5, force: false) } == .badInput)
-            #expect(code { _ = try m.addPart(.safetensors(rank0), path: "x", run: "r", step: 1, total: 5, force: true) } == .badInput)
-            #expect(code { _ = try m.addPart(.safetensors(rank0), path: "dir", run: "r", step: 1, total: 4, force: false) } == .badInput)
+            #expect(code { _ = try m.addPart(.safetensors(rank0), path: "x", run: "r", step: 1, total: 4, force: false) } == .badInput)
+            #expect(code { _ = try m.addPart(.safetensors(rank0), path: "x", run: "r", step: 1, total: 4, force: true) } == .badInput)
+            #expect(code { _ = try m.addPart(.safetensors(rank0), path: "dir", run: "r", step: 1, total: 5, force: false) } == .badInput)
             #expect(
-                code { _ = try m.addPart(.safetensors(rank0), path: "dir/c.json/x", run: "r", step: 1, total: 4, force: false) }
+                code { _ = try m.addPart(.safetensors(rank0), path: "dir/c.json/x", run: "r", step: 1, total: 5, force: false) }
+                    == .badInput)
+            // Names next to "dir" in byte order ("dir!", "dir0", "dir-x/y") are no clash.
+            for (path, label) in [("dir!", "x1"), ("dir0", "x2"), ("dir-x/y", "x3")] {
+                let part = testBytesFile([label])
+                #expect(try m.addPart(.bytes(part), path: path, run: "r", step: 1, total: 5, force: false).part == .added)
+            }
+            #expect(
+                code { _ = try m.addPart(.bytes(testBytesFile(["x4"])), path: "dir-x", run: "r", step: 1, total: 5, force: false) }
+                    == .badInput)
+            #expect(
+                code { _ = try m.addPart(.bytes(testBytesFile(["x4"])), path: "dir0/a", run: "r", step: 1, total: 5, force: false) }
                     == .badInput)
             let pending = try #require(try m.pendingSnapshot(run: "r", step: 1))
-            #expect(pending.parts.map(\.path) == ["dir/c.json"] && pending.total == 4)
+            #expect(pending.parts.map(\.path) == ["dir!", "dir-x/y", "dir/c.json", "dir0"] && pending.total == 5)
             #expect(!(try m.hasManifest(rank0.digest)))
         }
     }
