@@ -30,7 +30,7 @@ extension PostgresMetadataStore {
 
     /// The decisions shared by both commits: `insert` stores the content (when new) and returns
     /// the id of the manifest the snapshot names.
-    private func commitNamed(
+    func commitNamed(
         digest contentDigest: SHA256Digest, run: String, step: Int, metrics: [(String, Double)], force: Bool,
         insert: (Int64) throws -> Int64
     ) throws -> (outcome: CommitOutcome, droppedMetrics: Int) {
@@ -111,7 +111,7 @@ extension PostgresMetadataStore {
     /// Inserts a content object (a manifests row of `kind`, its tensor rows and chunk rows)
     /// unless one with this digest exists; returns its id. Rows go in multi-row INSERTs (a few
     /// round trips per object, not one per chunk).
-    private func insertObjectIfNew(
+    func insertObjectIfNew(
         digest objectDigest: SHA256Digest, kind: ContentKind, header: [UInt8], dataLength: Int, tensors: [TensorEntry],
         tensorCount: Int? = nil, now: Int64
     ) throws -> Int64 {
@@ -197,6 +197,7 @@ extension PostgresMetadataStore {
             """
             DELETE FROM manifests WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM snapshots WHERE manifest_id = $1)
               AND NOT EXISTS (SELECT 1 FROM derived WHERE manifest_id = $1) AND NOT EXISTS (SELECT 1 FROM tree_entries WHERE file_id = $1)
+              AND NOT EXISTS (SELECT 1 FROM pending_parts WHERE file_id = $1)
             """, [.int64(manifestID)])
         guard (deleted.affectedRows ?? 0) > 0 else { return }
         for file in files { try deleteManifestIfUnreferenced(file) }

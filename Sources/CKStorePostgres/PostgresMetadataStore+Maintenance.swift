@@ -64,6 +64,7 @@ extension PostgresMetadataStore {
           AND NOT EXISTS (SELECT 1 FROM derived d WHERE d.manifest_id = m.id)
           AND NOT EXISTS (SELECT 1 FROM tree_entries te WHERE te.file_id = m.id
             AND te.tree_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived))
+          AND NOT EXISTS (SELECT 1 FROM pending_parts pp WHERE pp.file_id = m.id)
         """
 
     /// `fsck --repair`'s row changes, in one write transaction that first increments the gc

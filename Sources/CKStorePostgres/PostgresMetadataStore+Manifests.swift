@@ -136,7 +136,8 @@ extension PostgresMetadataStore {
             """
             SELECT DISTINCT c.hash FROM chunks c JOIN tensor_chunks tc ON tc.chunk_id = c.id
             WHERE tc.manifest_id IN (SELECT o.object_id FROM manifest_objects o
-              WHERE o.root_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived))
+              WHERE o.root_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived
+                UNION SELECT file_id FROM pending_parts))
             """)
         return Set(try (0..<r.rowCount).map { try digest(r, $0, 0) })
     }

@@ -76,7 +76,11 @@ extension PostgresMetadataStore: MetadataStore {
     ) throws -> CollectionChanges {
         var changes = CollectionChanges()
         _ = try collect(
-            removing: { try select().map { ($0.run, $0.step) } }, dropsMetrics: options.dropsMetrics, dropDerived: options.dropsDerived
+            removing: {
+                let selected = try select()
+                changes.removedPending = try collectPending(options, selected: selected)
+                return selected.map { ($0.run, $0.step) }
+            }, dropsMetrics: options.dropsMetrics, dropDerived: options.dropsDerived
         ) { rows in
             changes.removedSnapshots = rows.removedSnapshots
             changes.droppedMetrics = rows.droppedMetrics

@@ -25,11 +25,12 @@ extension SQLiteMetadataStore {
     }
 
     /// The decisions shared by both commits: `insert` stores the content (when new) and returns
-    /// the id of the manifest the snapshot names.
-    private func commitNamed(
+    /// the id of the manifest the snapshot names. Inside an open write transaction (a part's put
+    /// completing its snapshot) it joins that transaction.
+    func commitNamed(
         digest: SHA256Digest, run: String, step: Int, metrics: [(String, Double)], force: Bool, insert: (Int64) throws -> Int
     ) throws -> (outcome: CommitOutcome, droppedMetrics: Int) {
-        try db.inTransaction {
+        try db.joiningTransaction {
             let now = nowMilliseconds()
             var runID = try runID(run)
             if runID == nil {
@@ -104,7 +105,7 @@ extension SQLiteMetadataStore {
 
     /// Inserts a content object (a manifests row of `kind`, its tensor rows and chunk rows)
     /// unless one with this digest exists; returns its id.
-    private func insertObjectIfNew(
+    func insertObjectIfNew(
         digest: SHA256Digest, kind: ContentKind, header: [UInt8], dataLength: Int, tensors: [TensorEntry], tensorCount: Int? = nil,
         now: Int64
     ) throws -> Int {
@@ -152,6 +153,7 @@ extension SQLiteMetadataStore {
             """
             DELETE FROM manifests WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM snapshots WHERE manifest_id = ?1)
               AND NOT EXISTS (SELECT 1 FROM derived WHERE manifest_id = ?1) AND NOT EXISTS (SELECT 1 FROM tree_entries WHERE file_id = ?1)
+              AND NOT EXISTS (SELECT 1 FROM pending_parts WHERE file_id = ?1)
             """
         ).run([.int(manifestID)])
         guard db.changes > 0 else { return }

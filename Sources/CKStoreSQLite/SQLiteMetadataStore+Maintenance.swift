@@ -74,11 +74,13 @@ extension SQLiteMetadataStore {
     }
 
     /// The condition on a manifests row that nothing names it: no snapshot, no derived row, and
-    /// no tree that a snapshot or derived row names (a tree's files live while the tree does).
+    /// no tree that a snapshot or derived row names (a tree's files live while the tree does), no
+    /// part of a pending snapshot.
     static let unnamedManifest = """
         id NOT IN (SELECT manifest_id FROM snapshots) AND id NOT IN (SELECT manifest_id FROM derived)
           AND id NOT IN (SELECT te.file_id FROM tree_entries te
             WHERE te.tree_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived))
+          AND id NOT IN (SELECT file_id FROM pending_parts)
         """
 
     package func collect(
@@ -86,7 +88,9 @@ extension SQLiteMetadataStore {
     ) throws -> CollectionChanges {
         try db.inTransaction { () throws -> (Connection.TransactionCompletion, CollectionChanges) in
             var changes = CollectionChanges()
-            for key in try select() {
+            let selected = try select()
+            changes.removedPending = try collectPending(options, selected: selected)
+            for key in selected {
                 guard let runID = try runID(key.run) else { continue }
                 if options.dropsMetrics {
                     changes.droppedMetrics += try dropMetrics(measuredOn: runID, step: key.step, includingStep: true)

@@ -340,7 +340,8 @@ extension SQLiteMetadataStore {
             """
             SELECT DISTINCT c.hash FROM chunks c JOIN tensor_chunks tc ON tc.chunk_id = c.id
             WHERE tc.manifest_id IN (SELECT o.object_id FROM manifest_objects o
-              WHERE o.root_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived))
+              WHERE o.root_id IN (SELECT manifest_id FROM snapshots UNION SELECT manifest_id FROM derived
+                UNION SELECT file_id FROM pending_parts))
             """
         ).forEachRow { set.insert(SHA256Digest(bytes: $0.blob(0))!) }
         return set

@@ -26,6 +26,7 @@ func printCollection(_ report: CollectionReport, lawa: (k: Int, stride: Int)? = 
     let verb = report.dryRun ? "would remove" : "removed"
     for s in report.removedSnapshots { Console.out("\(verb) \(s)") }
     for d in report.removedDerived { Console.out("\(verb) derived: \(d)") }
+    for p in report.removedPending { Console.out("\(verb) pending \(p) (its parts)") }
     if let lawa {
         for (run, w) in report.lawaWindows {
             let name = "LAWA k=\(lawa.k),stride=\(lawa.stride)"
@@ -76,6 +77,7 @@ func collectionJSON(_ report: CollectionReport) -> JSONValue {
         ("dry_run", .bool(report.dryRun)),
         ("removed_snapshots", .array(snapshots)),
         ("removed_derived", .array(report.removedDerived.map { .string($0) })),
+        ("removed_pending", .array(report.removedPending.map { .string($0) })),
         ("removed_files", .int(report.removedBlobs)),
         ("removed_referenced_blobs", .int(report.removedReferencedBlobs)),
         ("removed_orphan_blobs", .int(report.removedOrphans)),

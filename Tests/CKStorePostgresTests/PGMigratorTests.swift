@@ -17,7 +17,8 @@ struct PGMigratorTests {
             let names = try (0..<tables.rowCount).map { try tables.string($0, 0) }
             #expect(
                 names == [
-                    "chunks", "derived", "manifest_objects", "manifests", "metrics", "runs", "schema_migrations", "snapshots",
+                    "chunks", "derived", "manifest_objects", "manifests", "metrics", "pending", "pending_parts", "runs",
+                    "schema_migrations", "snapshots",
                     "store_state",
                     "tensor_chunks", "tensors", "tree_entries",
                 ])

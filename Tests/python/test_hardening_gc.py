@@ -499,7 +499,7 @@ def test_gc_rm_fsck_json(ckstore_bin, tmp_path):
         put(ck, tmp_path, "r", step)
     out = ck.json("rm", "r@1", "--dry-run")
     assert out["dry_run"] is True and out["removed_snapshots"] == [{"run": "r", "step": 1}] and out["removed_files"] == 1, out
-    assert set(out) == {"dry_run", "removed_snapshots", "removed_derived", "removed_files", "removed_referenced_blobs",
+    assert set(out) == {"dry_run", "removed_snapshots", "removed_derived", "removed_pending", "removed_files", "removed_referenced_blobs",
                         "removed_orphan_blobs", "removed_temporary_files", "freed_bytes", "dropped_metrics", "lawa_windows", "warnings",
                         "foreign_entries"}
     out = ck.json("gc", "--keep-last", "1")

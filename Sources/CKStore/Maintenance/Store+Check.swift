@@ -214,7 +214,7 @@ extension Store {
 
     /// For each file of a tree some snapshot names: "RUN@STEP file 'PATH'" (the first such).
     private func treeFileNames() throws -> [SHA256Digest: String] {
-        var names: [SHA256Digest: String] = [:]
+        var names = try pendingPartNames()
         for snapshot in try metadata.allSnapshots().reversed() where snapshot.kind == .tree {
             for entry in (try? metadata.tree(snapshot.digest))?.entries ?? [] {
                 names[entry.digest] = "\(snapshot.ref) file '\(entry.path)'"

@@ -25,6 +25,9 @@ public struct CollectionReport: Sendable {
     public var warnings: [String] = []
     /// Entries of `objects/` that are not ckstore's (symlinks, other names): left alone.
     public var foreignEntries: [String] = []
+    /// Pending snapshots removed with all their parts (RUN@STEP): `gc --pending`, those older
+    /// than `pending_grace` on a plain gc, and `rm` of a pending RUN@STEP.
+    public var removedPending: [String] = []
 }
 
 extension Store {
@@ -34,6 +37,10 @@ extension Store {
     public func remove(_ refs: [SnapshotRef], dryRun: Bool = false) throws(CKStoreError) -> CollectionReport {
         var targets: [(String, Int)] = []
         for ref in refs {
+            if let key = try pendingTarget(ref) {
+                targets.append(key)
+                continue
+            }
             let resolved = try resolve(ref)
             guard let snap = resolved.snapshot else {
                 throw CKStoreError(.badInput, "rm needs RUN@STEP or RUN@latest, got \(ref)")
@@ -41,7 +48,8 @@ extension Store {
             targets.append((snap.run, snap.step))
         }
         var report = CollectionReport()
-        try collect(dryRun: dryRun, keepDerived: true, orphans: .keep, dropsMetrics: true, report: &report) { (_: inout CollectionReport) in
+        try collect(dryRun: dryRun, keepDerived: true, orphans: .keep, dropsMetrics: true, pending: .ofSelected, report: &report) {
+            (_: inout CollectionReport) in
             targets
         }
         return report
@@ -50,11 +58,18 @@ extension Store {
     /// Applies a retention policy (to one run or all), drops derived snapshots unless kept, and
     /// deletes every blob file nothing refers to — including orphans of interrupted puts, unless
     /// no blob file in `objects/` has a chunk row at all (see `OrphanPolicy`).
+    ///
+    /// Pending snapshots (of `run`, or all) go too: every one with `allPending` (gc --pending),
+    /// else those whose first part arrived more than `pending_grace` ago.
     public func collectGarbage(
-        run: String?, policy: RetentionPolicy, dryRun: Bool = false, allOrphans: Bool = false
+        run: String?, policy: RetentionPolicy, dryRun: Bool = false, allOrphans: Bool = false, allPending: Bool = false
     ) throws(CKStoreError) -> CollectionReport {
         var report = CollectionReport()
-        try collect(dryRun: dryRun, keepDerived: policy.keepDerived, orphans: allOrphans ? .deleteAll : .deleteJustified, report: &report) {
+        let cutoff = allPending ? Int64.max : nowMilliseconds() - Int64(configuration.pendingGraceSeconds) * 1000
+        try collect(
+            dryRun: dryRun, keepDerived: policy.keepDerived, orphans: allOrphans ? .deleteAll : .deleteJustified,
+            pending: .createdBefore(cutoff, run: run), report: &report
+        ) {
             (report: inout CollectionReport) throws -> [(String, Int)] in
             guard policy.selectsSnapshots else { return [] }
             let runs = try run.map { [$0] } ?? metadata.runs().map(\.name)
@@ -96,7 +111,8 @@ extension Store {
     /// files chosen are unlinked relative to their folder. A crash in between leaves only
     /// orphan files (collected next time).
     private func collect(
-        dryRun: Bool, keepDerived: Bool, orphans: OrphanPolicy, dropsMetrics: Bool = false, report: inout CollectionReport,
+        dryRun: Bool, keepDerived: Bool, orphans: OrphanPolicy, dropsMetrics: Bool = false, pending: PendingRemoval,
+        report: inout CollectionReport,
         choose: (inout CollectionReport) throws -> [(String, Int)]
     ) throws(CKStoreError) {
         try requireWritable()
@@ -104,7 +120,8 @@ extension Store {
             report.dryRun = dryRun
             var doomed: [BlobListing.Blob] = []
             var temporary: [BlobListing.Temporary] = []
-            let options = CollectionOptions(dropsMetrics: dropsMetrics, dropsDerived: !keepDerived, dryRun: dryRun)
+            var options = CollectionOptions(dropsMetrics: dropsMetrics, dropsDerived: !keepDerived, dryRun: dryRun)
+            pending.apply(to: &options)
             let changes = try wrapping("collect garbage") {
                 try metadata.collect(options: options) {
                     try choose(&report).map { SnapshotKey(run: $0.0, step: $0.1) }
@@ -149,6 +166,7 @@ extension Store {
             }
             report.removedSnapshots = changes.removedSnapshots.map { "\($0.run)@\($0.step)" }
             report.droppedMetrics = changes.droppedMetrics
+            report.removedPending = changes.removedPending.map { "\($0.run)@\($0.step)" }
             if !keepDerived { report.removedDerived = changes.removedDerivedRecipes }
             report.removedBlobs = doomed.count + temporary.count
             report.freedBytes = doomed.reduce(0) { $0 + $1.size } + temporary.reduce(0) { $0 + $1.size }

@@ -154,6 +154,13 @@ package struct CollectionOptions: Sendable, Equatable {
     package var dropsDerived: Bool
     /// Roll back after `review`.
     package var dryRun: Bool
+    /// Also delete the pending snapshots (and so their parts) created before this time (unix
+    /// milliseconds; `Int64.max` for all: gc --pending), and those at the selected RUN@STEP
+    /// when `dropsPendingOfSelected` (rm).
+    package var pendingCreatedBefore: Int64? = nil
+    /// Limits `pendingCreatedBefore` to one run (gc --run).
+    package var pendingRun: String? = nil
+    package var dropsPendingOfSelected = false
 
     /// Creates options.
     package init(dropsMetrics: Bool, dropsDerived: Bool, dryRun: Bool) {
@@ -177,6 +184,8 @@ package struct CollectionChanges: Sendable, Equatable {
     package var liveChunks: Set<SHA256Digest> = []
     /// Snapshots that remain.
     package var remainingSnapshots = 0
+    /// Pending snapshots removed (with all their parts), ordered by run, then step.
+    package var removedPending: [SnapshotKey] = []
 
     /// Creates an empty record.
     package init() {}

@@ -104,6 +104,35 @@ package protocol MetadataStore: AnyObject {
     /// ([:] for an unknown run).
     func storedBytesByStep(run: String) throws -> [Int: Int]
 
+    // MARK: Pending snapshots
+
+    /// Adds one file to the pending snapshot RUN@STEP (`put --parts TOTAL --path PATH`), in one
+    /// transaction: the pending row (if new), the part's file object and its chunk rows (if
+    /// new), and the part row; the caller has made the part's blobs durable. The part row's
+    /// commit is the part's acknowledgement.
+    ///
+    /// When this brings the number of distinct paths to `total`, the same transaction builds
+    /// the tree from the parts (`TreeManifest`, sorted by path), records it as RUN@STEP with
+    /// the decisions of `commit(tree:…)` (`force` = the pending row's `replaces`) and deletes
+    /// the pending rows, so concurrent puts of the last parts complete it exactly once.
+    ///
+    /// Decisions: the same content at the same path is `.unchanged` (nothing changes); other
+    /// content there is a `.conflict` unless `force` (which replaces the part). A `total` that
+    /// disagrees with the pending row's is `.badInput`, as is a path that is a directory of
+    /// another part's path or the reverse (`a` and `a/b`). When RUN@STEP is already a complete
+    /// snapshot and nothing is pending: a tree of `total` files holding this very part is
+    /// `.unchanged` (a retried put of a completing part, `completed` set); otherwise a
+    /// `.conflict` unless `force`, which starts a pending snapshot that replaces it on
+    /// completion. `force` on any part marks the pending snapshot `replaces`.
+    /// - Throws: `.badInput` for an unclean path or a `total` outside 1...`PendingSnapshot.maxParts`.
+    func addPart(_ content: FileContent, path: String, run: String, step: Int, total: Int, force: Bool) throws -> PartOutcome
+
+    /// Every pending snapshot with its parts, ordered by run name, then step. Read-only.
+    func pendingSnapshots() throws -> [PendingSnapshot]
+
+    /// The pending snapshot RUN@STEP with its parts, or nil. Read-only.
+    func pendingSnapshot(run: String, step: Int) throws -> PendingSnapshot?
+
     // MARK: Manifests
 
     /// The stored manifest digests that start with the given lowercase hex prefix, ascending

@@ -81,12 +81,13 @@ extension Store {
             let run = try runForQuery(run)
             let snapshots = try snapshots(run: run)
             let byStep = Dictionary(snapshots.map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+            let wanted = (0..<k).map { at - (k - 1 - $0) * stride }
+            try refuseIncomplete(wanted.filter { byStep[$0] == nil }, run: run, query: "lawa k=\(k),stride=\(stride) at \(run)@\(at)")
             guard k <= snapshots.count else {
                 throw CKStoreError(
                     .notFound,
                     "lawa k=\(k),stride=\(stride) at \(run)@\(at): needs \(k) inputs but the run has \(snapshots.count) snapshots")
             }
-            let wanted = (0..<k).map { at - (k - 1 - $0) * stride }
             let missing = wanted.filter { byStep[$0] == nil }
             if !missing.isEmpty {
                 let stored = snapshots.map(\.step)

@@ -66,6 +66,7 @@ extension Store {
             switch ref {
             case .step(let run, let step):
                 guard let snap = try metadata.snapshot(run: run, step: step) else {
+                    if let pending = try metadata.pendingSnapshot(run: run, step: step) { throw Store.notYetComplete(pending) }
                     if try metadata.snapshots(run: run) == nil { throw CKStoreError(.notFound, "run '\(run)' does not exist") }
                     throw CKStoreError(.notFound, "\(run)@\(step) does not exist")
                 }

@@ -20,6 +20,10 @@ public struct StoreConfiguration: Sendable, Equatable {
     /// at once, fsync each blob before the commit), "each" (fsync in the writing worker), or
     /// "syncfs" (one syncfs(2) of the file system).
     public var syncMode: String = "batch"
+    /// How long a pending snapshot (parts still arriving) is kept by a plain `gc`, in seconds,
+    /// counted from its first part (`pending_grace`: seconds, or a string "90s", "30m", "24h",
+    /// "2d"). Default 24 h.
+    public var pendingGraceSeconds: Int = 86_400
 
     /// The defaults (the same as Config/ckstore.json).
     public static let `default` = StoreConfiguration(
@@ -134,6 +138,8 @@ public struct StoreConfiguration: Sendable, Equatable {
                     default: throw fail(name, "unknown key")
                     }
                 }
+            case "pending_grace":
+                config.pendingGraceSeconds = try PendingGrace.seconds(v, fail: { fail(key, $0) })
             default:
                 throw fail(key, "unknown key")
             }

@@ -7,7 +7,7 @@ enum GCCommand {
         help: """
             usage: ckstore gc [--run RUN] [--keep-last N] [--keep-every N]
                               [--keep-lawa k=K,stride=NU] [--keep-derived] [--dry-run]
-                              [--all-orphans] [--json] [--wait SECONDS]
+                              [--all-orphans] [--pending] [--json] [--wait SECONDS]
 
             Without a --keep option, removes no snapshot: deletes only blob files nothing refers
             to (orphans left by interrupted or failed puts, blobs of removed snapshots), ckstore's
@@ -23,6 +23,9 @@ enum GCCommand {
                                          is stored of the newest step's window. A run with no
                                          complete window keeps all its snapshots (a warning
                                          says so: check the stride).
+            Pending snapshots (put --parts, not yet complete) whose first part arrived more than
+            pending_grace ago (config, default 24 h) are removed with their parts; --pending
+            removes every pending snapshot (of --run RUN, or all), whatever its age.
             --dry-run prints what would go, what --keep-lawa keeps, and the bytes freed,
             changing nothing. --json prints one object instead (see README).
 
@@ -58,12 +61,13 @@ enum GCCommand {
             policy.keepDerived = args.flag("--keep-derived")
             let dryRun = args.flag("--dry-run")
             let allOrphans = args.flag("--all-orphans")
+            let allPending = args.flag("--pending")
             let json = args.flag("--json")
             let wait = try MaintenanceOptions.waitSeconds(&args)
             _ = try args.positionals(max: 0, names: "")
             let store = try MaintenanceOptions.open(globals, wait: wait)
             if let run { _ = try store.snapshots(run: run) }
-            let report = try store.collectGarbage(run: run, policy: policy, dryRun: dryRun, allOrphans: allOrphans)
+            let report = try store.collectGarbage(run: run, policy: policy, dryRun: dryRun, allOrphans: allOrphans, allPending: allPending)
             if json {
                 Console.json(collectionJSON(report))
                 printCollectionWarnings(report)

@@ -8,6 +8,7 @@ enum ListCommand {
         help: """
             usage: ckstore ls [--run RUN] [--json]
                    ckstore ls --derived [--run RUN] [--json]
+                   ckstore ls --pending [--run RUN] [--json]
                    ckstore ls [--run RUN] (--lawa … | --swa … | --ema … | --mean …) [--json]
 
             Without --run: every run with its snapshot count and first and last step.
@@ -15,6 +16,8 @@ enum ListCommand {
             size, time) and the metrics recorded for each step (all variants); FILES is 1 for
             a single safetensors file, the number of files for a directory snapshot.
             With --derived: the cached query results (recipe, digest, size, time).
+            With --pending: the snapshots whose parts are still arriving (put --parts), each
+            with its parts received (path, digest, size) and its age; not yet visible elsewhere.
             With a query: the snapshots the query would read (as `show` does for a query).
 
             \(QueryOptions.help)
@@ -23,6 +26,7 @@ enum ListCommand {
             let run = try args.value("--run")
             let json = args.flag("--json")
             let derived = args.flag("--derived")
+            let pending = args.flag("--pending")
             let options = try QueryOptions.parse(&args)
             _ = try args.positionals(max: 0, names: "")
             let store = try Store(path: globals.storePath)
@@ -43,12 +47,15 @@ enum ListCommand {
                 }
                 return 0
             }
-            if derived {
+            if pending {
+                try ListPending.list(store: store, run: run, json: json)
+            } else if derived {
                 try listDerived(store: store, run: run, json: json)
             } else if let run {
                 try listSnapshots(store: store, run: run, json: json)
             } else {
                 try listRuns(store: store, json: json)
+                if !json { try ListPending.note(store: store) }
             }
             return 0
         })

@@ -11,6 +11,7 @@ enum PutCommand {
         summary: "store a safetensors file (or a checkpoint directory) as RUN@STEP",
         help: """
             usage: ckstore put --run RUN --step N [--metric NAME=VALUE]... [--force] [--json] FILE|DIR|-
+                   ckstore put --run RUN --step N --parts TOTAL --path REL [--force] [--json] FILE|-
 
             Reads a safetensors file (or standard input with '-'), validates it, cuts each
             tensor into content-addressed chunks (deduplicated, filtered, LZ4-compressed) and
@@ -42,10 +43,15 @@ enum PutCommand {
                                      measured on the old content, and says how many)
               --json                 print the result as JSON on stdout instead of the digest
               --quiet                no summary and no progress on stderr
+
+            \(PutPartCommand.help)
             """,
         run: { (args, globals) throws(CKStoreError) in
             guard let run = try args.value("--run") else { throw args.usage("--run is required") }
             guard let step = try args.integer("--step") else { throw args.usage("--step is required") }
+            if let parts = try PutPartCommand.parse(&args, run: run, step: step) {
+                return try PutPartCommand.run(parts, &args, globals)
+            }
             let metrics = try parseMetrics(try args.values("--metric"), command: "put")
             let force = args.flag("--force")
             let quiet = args.flag("--quiet")
@@ -90,7 +96,7 @@ enum PutCommand {
     /// (--store or $CKSTORE_DIR), never at the ./.ckstore default of whatever folder this is.
     /// Opening and creating go through `Store(path:)` and `Store.openOrCreate(path:)`, so every
     /// check those make on an existing or half-present store applies to put as well.
-    private static func openForPut(_ globals: GlobalOptions) throws(CKStoreError) -> Store {
+    static func openForPut(_ globals: GlobalOptions) throws(CKStoreError) -> Store {
         let path = globals.storePath
         let existed = (try? StoreFactories.factory(for: path).exists(path)) ?? false
         if existed || !globals.storeIsExplicit {

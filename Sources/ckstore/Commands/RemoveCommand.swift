@@ -11,7 +11,9 @@ enum RemoveCommand {
             the blob files of the chunks only they used. Derived snapshots are kept (gc may drop
             them); orphan blobs and temporary files are left to gc. The metrics recorded at a
             removed step (and those of LAWA/SWA/EMA variants whose inputs include it) are dropped:
-            they describe content that is gone. With --dry-run, prints what
+            they describe content that is gone. A RUN@STEP whose parts are still arriving (put
+            --parts) is removed with all its parts; rm of a complete RUN@STEP also removes a
+            pending replacement of it (put --parts --force). With --dry-run, prints what
             would go and the bytes freed, changing nothing. --json prints one object (see README).
 
             rm takes the store lock exclusively: it waits for running puts and reads, saying so

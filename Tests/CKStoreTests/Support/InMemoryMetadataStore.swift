@@ -55,6 +55,8 @@ struct InMemoryTables: Sendable {
     var chunks: [SHA256Digest: ChunkRow] = [:]
     var derived: [SHA256Digest: StoredDerived] = [:]
     var metrics: [MetricKey: Double] = [:]
+    /// Pending snapshots (InMemoryMetadataStore+Pending.swift).
+    var pending: [SnapshotKey: StoredPending] = [:]
     var nextID = 1
     /// Incremented by every committed write (optimistic concurrency).
     var generation = 0
@@ -104,6 +106,7 @@ struct InMemoryTables: Sendable {
         var digests = Set<SHA256Digest>()
         if bySnapshots { digests.formUnion(snapshots.values.map(\.digest)) }
         if byDerived { digests.formUnion(derived.values.map(\.digest)) }
+        if bySnapshots { digests.formUnion(pendingFiles) }
         var used = Set<SHA256Digest>()
         for digest in digests.flatMap(objects) { for tensor in manifests[digest]?.tensors ?? [] { used.formUnion(tensor.chunks) } }
         return used
@@ -151,7 +154,7 @@ struct InMemoryTables: Sendable {
     }
 
     mutating func deleteManifestIfUnreferenced(_ digest: SHA256Digest) {
-        guard let stored = manifests[digest], !isNamed(digest), !isTreeFile(digest) else { return }
+        guard let stored = manifests[digest], !isNamed(digest), !isTreeFile(digest), !pendingFiles.contains(digest) else { return }
         manifests[digest] = nil
         for file in Set(stored.entries.map(\.digest)) { deleteManifestIfUnreferenced(file) }
     }
@@ -537,7 +540,9 @@ final class InMemoryMetadataStore: MetadataStore {
             view = tables
             defer { view = saved }
             var changes = CollectionChanges()
-            for key in try select() where tables.snapshots[key] != nil {
+            let selected = try select()
+            changes.removedPending = tables.collectPending(options, selected: selected)
+            for key in selected where tables.snapshots[key] != nil {
                 if options.dropsMetrics {
                     changes.droppedMetrics += tables.dropMetrics(run: key.run, step: key.step, includingStep: true)
                 }
