@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+
 def safetensors(tensors: dict[str, tuple[str, list[int], bytes]], metadata: dict | None = None) -> bytes:
     header: dict = {}
     if metadata:
@@ -32,9 +33,11 @@ def safetensors(tensors: dict[str, tuple[str, list[int], bytes]], metadata: dict
     h = json.dumps(header).encode()
     return struct.pack("<Q", len(h)) + h + data
 
+
 def floats(n: int, seed: int) -> bytes:
     r = random.Random(seed)
     return struct.pack(f"<{n}f", *(r.uniform(-1, 1) for _ in range(n)))
+
 
 def hf_files(step: int = 0) -> dict[str, bytes]:
     """An HF-style checkpoint; shard 2 changes with the step, everything else does not."""
@@ -54,12 +57,14 @@ def hf_files(step: int = 0) -> dict[str, bytes]:
         "optimizer.pt": random.Random(7).randbytes(300_000),
     }
 
+
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     for rel, data in files.items():
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
     return root
+
 
 def read_tree(root: Path) -> dict[str, bytes]:
     out = {}
@@ -70,16 +75,19 @@ def read_tree(root: Path) -> dict[str, bytes]:
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
 
+
 def digest_of(proc) -> str:
     line = proc.stdout.decode().strip()
     assert line.startswith("sha256:") and len(line) == 71, line
     return line
+
 
 def store_state(store: str) -> tuple:
     """What must not change after a refused put: the blob files and the snapshot listing."""
     objects = Path(store) / "objects"
     blobs = sorted(str(p.relative_to(objects)) for p in objects.rglob("*") if p.is_file()) if objects.exists() else []
     return tuple(blobs)
+
 
 def test_an_hf_directory_round_trips_byte_exact(ckstore, tmp_path):
     files = hf_files()
@@ -108,6 +116,7 @@ def test_an_hf_directory_round_trips_byte_exact(ckstore, tmp_path):
     ckstore("get", digest, "--file", "optimizer.pt", "-o", str(tmp_path / "opt.pt"))
     assert (tmp_path / "opt.pt").read_bytes() == files["optimizer.pt"]
 
+
 def test_the_hf_cache_layout_of_symlinks_into_blobs_is_followed(ckstore, tmp_path):
     files = hf_files()
     plain = digest_of(ckstore("put", "--run", "plain", "--step", "1", str(write_tree(tmp_path / "plain", files))))
@@ -127,6 +136,7 @@ def test_the_hf_cache_layout_of_symlinks_into_blobs_is_followed(ckstore, tmp_pat
     ckstore("get", "hf@1", "-o", str(out))
     assert read_tree(out) == files  # regular files, not links
 
+
 def test_unchanged_side_files_cost_nothing_after_the_first_put_and_stats_shows_it(ckstore, tmp_path):
     first = ckstore("put", "--run", "r", "--step", "1", "--json", str(write_tree(tmp_path / "s1", hf_files(1))))
     second = ckstore("put", "--run", "r", "--step", "2", "--json", str(write_tree(tmp_path / "s2", hf_files(2))))
@@ -143,8 +153,10 @@ def test_unchanged_side_files_cost_nothing_after_the_first_put_and_stats_shows_i
     assert stats["side_file_unique_bytes"] == side_bytes
     assert "side files" in ckstore("stats").stdout.decode()
 
+
 BAD_INPUTS = ["symlink loop", "dangling link", "link to a directory", "fifo", "socket", "link to a device",
               "empty directory", "empty subdirectory", "non-UTF-8 name", "malformed shard", "link loop through two"]
+
 
 def make_bad(kind: str, root: Path) -> str:
     """Lays out a good tree plus one bad entry; returns the path the error must name."""
@@ -191,6 +203,7 @@ def make_bad(kind: str, root: Path) -> str:
         return "model-00002.safetensors"
     raise AssertionError(kind)
 
+
 @pytest.mark.parametrize("kind", BAD_INPUTS)
 def test_bad_tree_input_is_refused_naming_the_path_and_leaves_the_store_unchanged(ckstore, tmp_path, store, kind):
     ckstore("put", "--run", "r", "--step", "1", str(write_tree(tmp_path / "good", {"a.json": b"1"})))
@@ -205,6 +218,7 @@ def test_bad_tree_input_is_refused_naming_the_path_and_leaves_the_store_unchange
     assert ckstore("ls", "--run", "r", "--json").stdout == before_ls
     assert store_state(store) == before
     assert ckstore("fsck").returncode == 0
+
 
 def test_get_refuses_a_non_empty_directory_without_force_and_replaces_it_with_force(ckstore, tmp_path):
     files = hf_files()
@@ -228,6 +242,7 @@ def test_get_refuses_a_non_empty_directory_without_force_and_replaces_it_with_fo
     assert (tmp_path / "afile").read_bytes() == b"x"
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
+
 def test_usage_errors_and_wrong_kinds(ckstore, tmp_path):
     ckstore("put", "--run", "r", "--step", "1", str(write_tree(tmp_path / "src", hf_files())))
     single = tmp_path / "one.safetensors"
@@ -243,6 +258,7 @@ def test_usage_errors_and_wrong_kinds(ckstore, tmp_path):
     assert ckstore("get", "r@2", "-o", "-").stdout == single.read_bytes()
     assert json.loads(ckstore("ls", "--run", "r", "--json").stdout)["snapshots"][1]["files"] == 1
 
+
 def test_averaging_directory_snapshots_gives_a_directory_with_the_newest_layout(ckstore, tmp_path):
     # Averaging itself is covered by test_tree_average.py; here: the result has the same paths.
     for step in (1, 2):
@@ -251,6 +267,7 @@ def test_averaging_directory_snapshots_gives_a_directory_with_the_newest_layout(
     proc = ckstore("get", "--run", "r", "--lawa", "k=2,stride=1", "--at", "2", "-o", str(out), check=False)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(hf_files(2))
+
 
 def test_a_failed_get_leaves_nothing_behind(ckstore_bin, ckstore, tmp_path, store):
     files = hf_files()
@@ -262,6 +279,7 @@ def test_a_failed_get_leaves_nothing_behind(ckstore_bin, ckstore, tmp_path, stor
         assert proc.returncode == 1, proc.stderr
         assert not out.exists()
         assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
 
 def test_a_killed_get_leaves_nothing_under_the_final_name(ckstore_bin, ckstore, tmp_path, store):
     big = {f"shard-{i}.bin": random.Random(i).randbytes(24 << 20) for i in range(4)}
@@ -286,6 +304,7 @@ def test_a_killed_get_leaves_nothing_under_the_final_name(ckstore_bin, ckstore, 
     # A get afterwards works, and gc-style leftovers are only hidden temporary siblings.
     ckstore("get", "r@1", "-o", str(tmp_path / "final"))
     assert read_tree(tmp_path / "final") == big
+
 
 def test_rm_gc_and_fsck_understand_trees(ckstore, tmp_path, store):
     ckstore("put", "--run", "r", "--step", "1", str(write_tree(tmp_path / "s1", hf_files(1))))
@@ -323,6 +342,7 @@ def test_rm_gc_and_fsck_understand_trees(ckstore, tmp_path, store):
     assert proc.returncode == 3 and "optimizer.pt" in proc.stderr
     assert not (tmp_path / "broken").exists()
 
+
 def test_copy_carries_trees_between_stores(ckstore_bin, ckstore, tmp_path, store):
     ckstore("put", "--run", "r", "--step", "1", str(write_tree(tmp_path / "s1", hf_files(1))))
     ckstore("put", "--run", "r", "--step", "2", str(write_tree(tmp_path / "s2", hf_files(2))))
@@ -336,6 +356,7 @@ def test_copy_carries_trees_between_stores(ckstore_bin, ckstore, tmp_path, store
                                        capture_output=True, check=True).stdout)["snapshots"]
     assert [s["digest"] for s in mine] == [s["digest"] for s in theirs]
     assert subprocess.run([ckstore_bin, "--store", other, "fsck", "--full"], capture_output=True).returncode == 0
+
 
 # --- Stores made by the release before trees (commit efe0109, schema version 2) ------------------
 
@@ -352,6 +373,7 @@ RELEASE_DIGESTS = {
 }
 RELEASE_LAWA_SHA256 = "1cbf4768109522401f5ef686653d3daa8c8731bba2276c7324c30583f8f6c9ca"
 
+
 def release_step_file(step: int) -> bytes:
     """The safetensors file the fixture holds at `step` (compact JSON header, as it was put)."""
     w = struct.pack("<64f", *[(i % 7) * 0.5 + step / 100 for i in range(64)])
@@ -365,6 +387,7 @@ def release_step_file(step: int) -> bytes:
         data += raw
     h = json.dumps(header, separators=(",", ":")).encode()
     return struct.pack("<Q", len(h)) + h + data
+
 
 def check_release_store_works(run, tmp_path: Path) -> None:
     """`run(*args)` runs the current ckstore on a store holding the fixture's content."""
@@ -387,6 +410,7 @@ def check_release_store_works(run, tmp_path: Path) -> None:
     assert read_tree(tmp_path / "tree-out") == hf_files()
     assert run("fsck", "--full").returncode == 0
 
+
 def test_a_store_made_by_the_release_before_trees_still_works_after_migration(ckstore_bin, tmp_path):
     import shutil
     import sqlite3
@@ -402,14 +426,17 @@ def test_a_store_made_by_the_release_before_trees_still_works_after_migration(ck
     check_release_store_works(run, tmp_path)
     assert sqlite3.connect(store / "ckstore.db").execute("PRAGMA user_version").fetchone() == (4,)  # 003 trees, 004 pending
 
+
 def test_a_single_file_put_keeps_the_digest_the_release_gave_it(ckstore, tmp_path):
     for step in (100, 200, 300):
         (tmp_path / f"s{step}.safetensors").write_bytes(release_step_file(step))
         assert digest_of(ckstore("put", "--run", "new", "--step", str(step), str(tmp_path / f"s{step}.safetensors"))) \
             == RELEASE_DIGESTS[step]
 
+
 PG_URL = os.environ.get("CKSTORE_TEST_PG_URL", "")
 BASE_BIN = os.environ.get("CKSTORE_BASE_BIN", "")
+
 
 @pytest.mark.skipif(not PG_URL or not BASE_BIN,
                     reason="needs CKSTORE_TEST_PG_URL and CKSTORE_BASE_BIN (a ckstore built from commit efe0109)")
@@ -432,6 +459,7 @@ def test_a_postgres_store_made_by_the_release_before_trees_still_works_after_mig
 
     check_release_store_works(run, tmp_path)
 
+
 def test_hostile_but_valid_names_round_trip(ckstore, tmp_path):
     files = {
         "-rf": b"dash",
@@ -452,6 +480,7 @@ def test_hostile_but_valid_names_round_trip(ckstore, tmp_path):
     text = ckstore("show", "r@1").stdout.decode()
     assert "\\n" in text and "\u202e" not in text  # control and bidi characters are escaped
 
+
 def test_putting_the_same_directory_again_rewrites_a_missing_side_file_blob(ckstore, tmp_path, store):
     files = hf_files()
     src = write_tree(tmp_path / "src", files)
@@ -465,6 +494,7 @@ def test_putting_the_same_directory_again_rewrites_a_missing_side_file_blob(ckst
     assert ckstore("fsck", "--full").returncode == 0
     ckstore("get", "r@1", "-o", str(tmp_path / "out"))
     assert read_tree(tmp_path / "out") == files
+
 
 def test_a_killed_put_of_a_directory_leaves_no_partial_snapshot(ckstore_bin, ckstore, tmp_path, store):
     files = {f"shard-{i}.bin": random.Random(10 + i).randbytes(8 << 20) for i in range(4)}
@@ -492,6 +522,7 @@ def test_a_killed_put_of_a_directory_leaves_no_partial_snapshot(ckstore_bin, cks
     assert ckstore("fsck", "--full").returncode == 0
     ckstore("get", "r@100", "-o", str(tmp_path / "final"))
     assert read_tree(tmp_path / "final") == files
+
 
 def test_a_directory_holding_the_store_itself_is_refused(ckstore_bin, tmp_path):
     work = write_tree(tmp_path / "work", {"config.json": b"{}"})

@@ -76,7 +76,6 @@ enum GetCommand {
             let progress = ProgressDisplay.make(quiet: quiet, verb: "get")
             defer { progress?.clear() }
             if let query = options.query {
-                if filePath != nil || force { throw args.usage("--file and --force apply to REF, not to queries") }
                 _ = try args.positionals(max: 0, names: "")
                 let store = try Store(path: globals.storePath)
                 store.forceSHA256Verification = verify
