@@ -79,7 +79,7 @@ def test_every_variant_is_evaluated_at_every_step(tiny_demo, ckstore_bin):
 def test_lawa_metric_matches_recomputation(tiny_demo, ckstore_bin):
     out, _ = tiny_demo
     sys.path.insert(0, str(DEMO_LM))
-    from ckstore_import import ckstore as ck
+    import ckstore as ck
 
     def ckstore(*args):
         return subprocess.run([ckstore_bin, "--store", str(out / "store"), *args], capture_output=True, check=True)

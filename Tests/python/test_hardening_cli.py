@@ -128,12 +128,14 @@ def test_help_is_only_looked_for_before_double_dash(ckstore_bin, tmp_path, model
 def test_a_value_option_does_not_swallow_the_next_option(ckstore_bin, filled, model, args, option, tmp_path):
     args = [str(model) if a == "FILE" else a for a in args]
     before = run(ckstore_bin, "--store", filled, "ls", "--json").stdout
-    # In a scratch directory: a binary that took "--quiet" as the output name would write there.
-    r = run(ckstore_bin, "--store", filled, *args, cwd=tmp_path)
+    # In an empty scratch directory: a binary that took "--quiet" as the output name would write there.
+    scratch = tmp_path / "cwd"
+    scratch.mkdir()
+    r = run(ckstore_bin, "--store", filled, *args, cwd=scratch)
     assert r.returncode == 2, r.stderr
     assert f"{option} needs a value" in error_line(r)
     assert run(ckstore_bin, "--store", filled, "ls", "--json").stdout == before
-    assert list(tmp_path.iterdir()) == []
+    assert list(scratch.iterdir()) == []
 
 
 def test_help_and_version_commands(ckstore_bin):

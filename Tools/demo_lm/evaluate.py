@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))  # the ckstore package (or pip install ./Tools/python)
 
 import npmodel  # noqa: E402
-from ckstore_import import ckstore  # noqa: E402
+import ckstore  # noqa: E402
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
 

@@ -34,8 +34,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))  # the ckstore package (or pip install ./Tools/python)
 
-from ckstore_import import ckstore  # noqa: E402
+import ckstore  # noqa: E402
 from plot_svg import write_plot  # noqa: E402
 
 METRIC = "val_loss"

@@ -30,8 +30,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))  # the ckstore package (or pip install ./Tools/python)
 
-from ckstore_import import ckstore  # noqa: E402
+import ckstore  # noqa: E402
 from model import GPT, Config  # noqa: E402
 
 
