@@ -166,7 +166,7 @@ private func setCachePolicy(store: String, _ policy: String) {
         }
     }
 
-    @Test func aRequestLogThatCannotBeOpenedCountsAsARepeat() {
+    @Test func aRequestLogThatIsNotARegularFileCountsAsARepeat() {
         withTemporaryDirectory { dir in
             let key = SHA256Digest.hash(Array("k".utf8))
             writeFile(dir.file("target"), [])
@@ -175,6 +175,9 @@ private func setCachePolicy(store: String, _ policy: String) {
             #expect(readFile(dir.file("target")).isEmpty, "the log does not write through a symbolic link")
             #expect(mkdir(dir.file("folder"), 0o755) == 0)
             #expect(FileQueryRequestLog(path: dir.file("folder")).noteRequest(key))
+            // A FIFO is opened without blocking (O_RDWR) and refused as not a regular file.
+            #expect(mkfifo(dir.file("fifo"), 0o644) == 0)
+            #expect(FileQueryRequestLog(path: dir.file("fifo")).noteRequest(key))
         }
     }
 }
