@@ -106,6 +106,28 @@ private func setCachePolicy(store: String, _ policy: String) {
         }
     }
 
+    @Test func secondHitWithoutARequestLogCachesAtOnce() throws {
+        try withTemporaryDirectory { dir in
+            var configuration = StoreConfiguration.default
+            configuration.chunkSize = 4096
+            configuration.cachePolicy = .secondHit
+            let store = Store(
+                backends: StoreBackends(
+                    location: "memory://policy", configuration: configuration, metadata: InMemoryMetadataStore(),
+                    blobs: InMemoryBlobStore(name: "policy"), lock: InMemoryStoreLock()))
+            #expect(store.requestLog == nil)
+            for step in [0, 10, 20] {
+                let values = (0..<3000).map { Float(step) + Float($0) / 1000 }
+                let file = dir.file("s\(step).safetensors")
+                writeFile(file, makeSafetensors(tensors: [TensorSpec("w", "F32", [3000], f32Bytes(values))]))
+                _ = try store.put(from: .file(file), run: "r", step: step)
+            }
+            let plan = try store.plan(.lawa(k: 3, stride: 10, at: 20), run: "r")
+            #expect(try store.materialize(plan, to: .file(dir.file("a"))).derivedDigest != nil)
+            #expect(try store.materialize(plan, to: .file(dir.file("b"))).fromCache)
+        }
+    }
+
     @Test func neverCachesNothingAndIgnoresAnExistingEntry() throws {
         try withTemporaryDirectory { dir in
             let store = try makePolicyStore(dir, policy: "always")
