@@ -19,6 +19,8 @@ import CKStoreSQLite
 package struct LocalStoreFactory: StoreBackendFactory {
     /// The name of the metadata database inside the store.
     package static let databaseName = "ckstore.db"
+    /// The request log of `cache_policy: second-hit` (`FileQueryRequestLog`).
+    package static let requestLogName = "cache-requests"
 
     /// Creates the factory.
     package init() {}
@@ -175,6 +177,7 @@ package struct LocalStoreFactory: StoreBackendFactory {
         let lock = try FlockStoreLock(path: "\(path)/lock")
         return StoreBackends(
             location: location, configuration: configuration, metadata: metadata, blobs: blobs, lock: lock, isReadOnly: isReadOnly,
-            writeProblem: { StoreLayout.writeProblem(store: path) })
+            writeProblem: { StoreLayout.writeProblem(store: path) },
+            requestLog: isReadOnly ? nil : FileQueryRequestLog(path: "\(path)/\(Self.requestLogName)"))
     }
 }

@@ -63,9 +63,10 @@ extension Store {
         throws(CKStoreError) -> AverageReport
     {
         let start = nowMilliseconds()
-        let useCache = requested && !isReadOnly
+        let lookUp = requested && !isReadOnly && configuration.cachePolicy != .never
         return try withLock(exclusive: false) { () throws(CKStoreError) -> AverageReport in
-            let view = try consistentLayout(requestedPlan, lookUpCache: useCache)
+            let view = try consistentLayout(requestedPlan, lookUpCache: lookUp)
+            let useCache = lookUp && cacheAdmits(view)
             switch view.inputs {
             case .tree(let layout):
                 return try materializeTree(view, layout: layout, output: output, useCache: useCache, start: start)
@@ -82,6 +83,21 @@ extension Store {
                 }
                 return try materializeFile(view, layout: layout, to: target, useCache: useCache, start: start)
             }
+        }
+    }
+
+    /// Whether a result computed for `view` is stored in the cache, by `cache_policy`: always
+    /// with `always`, and with `second-hit` when a cached entry was found (served, or dropped
+    /// and recomputed) or the request log says the recipe was asked for before (the request is
+    /// noted there now). Only asked when the cache is looked up.
+    func cacheAdmits(_ view: PlanView) -> Bool {
+        switch configuration.cachePolicy {
+        case .always: return true
+        case .never: return false
+        case .secondHit:
+            if view.cachedFile != nil || view.cachedTree != nil { return true }
+            guard let requestLog else { return true }
+            return requestLog.noteRequest(view.plan.cacheKey)
         }
     }
 

@@ -28,6 +28,8 @@ public final class Store {
     let lock: any StoreLock
     /// Why this process cannot write to the store now (nil: it can).
     let writeProblem: @Sendable () -> String?
+    /// Where first requests are noted for `cache_policy: second-hit` (nil: nowhere).
+    let requestLog: (any QueryRequestLog)?
     /// How this store's commands wait for the store lock (see `StoreLock.swift`).
     public var lockWait = Store.defaultLockWait.withLock { $0 }
     /// Re-hash every chunk read with SHA-256 even when the store's `verify_reads` is
@@ -82,6 +84,7 @@ public final class Store {
         lock = backends.lock
         isReadOnly = backends.isReadOnly
         writeProblem = backends.writeProblem
+        requestLog = backends.requestLog
     }
 
     /// Throws a clear `.environment` error naming the store and the reason (read-only file

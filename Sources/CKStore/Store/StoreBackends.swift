@@ -19,12 +19,16 @@ package struct StoreBackends {
     /// Why this process cannot write to the store now, or nil when it can; asked before every
     /// write, so that the user gets one clear line instead of a backend's error.
     package var writeProblem: @Sendable () -> String?
+    /// Where first requests of query recipes are noted for `cache_policy: second-hit` (nil:
+    /// nowhere, so `second-hit` caches at once like `always`).
+    package var requestLog: (any QueryRequestLog)?
 
     /// Creates the parts.
     package init(
         location: String, configuration: StoreConfiguration, metadata: any MetadataStore, blobs: any BlobStore, lock: any StoreLock,
-        isReadOnly: Bool = false, writeProblem: @escaping @Sendable () -> String? = { nil }
+        isReadOnly: Bool = false, writeProblem: @escaping @Sendable () -> String? = { nil }, requestLog: (any QueryRequestLog)? = nil
     ) {
+        self.requestLog = requestLog
         self.location = location
         self.configuration = configuration
         self.metadata = metadata

@@ -24,6 +24,9 @@ public struct StoreConfiguration: Sendable, Equatable {
     /// counted from its first part (`pending_grace`: seconds, or a string "90s", "30m", "24h",
     /// "2d"). Default 24 h.
     public var pendingGraceSeconds: Int = 86_400
+    /// When `get` stores a computed query result in the derived-snapshot cache
+    /// (`cache_policy`: `always`, `second-hit` or `never`).
+    public var cachePolicy: CachePolicy = .always
 
     /// The defaults (the same as Config/ckstore.json).
     public static let `default` = StoreConfiguration(
@@ -104,6 +107,12 @@ public struct StoreConfiguration: Sendable, Equatable {
                 case "none": config.compressDerived = false
                 case let other: throw fail(key, "unknown value '\(other)' (none, lz4)")
                 }
+            case "cache_policy":
+                let text = try string(v, key)
+                guard let policy = CachePolicy(rawValue: text) else {
+                    throw fail(key, "unknown policy '\(text)' (always, second-hit, never)")
+                }
+                config.cachePolicy = policy
             case "sync":
                 let mode = try string(v, key)
                 guard ["batch", "each", "syncfs"].contains(mode) else { throw fail(key, "unknown mode '\(mode)' (batch, each, syncfs)") }
