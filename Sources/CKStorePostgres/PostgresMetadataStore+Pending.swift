@@ -63,7 +63,7 @@ extension PostgresMetadataStore {
             let present = count + (addition == .added ? 1 : 0)
             guard present == total else { return PartOutcome(part: addition, present: present, total: total, completed: nil) }
             var files: [(path: String, content: FileContent)] = []
-            for part in try partRows(pendingID) { files.append((part.path, try storedFile(part))) }
+            for part in try partRows(pendingID) { files.append((part.path, try storedFile(of: part))) }
             let snapshot = try TreeSnapshot(files: files)
             try conn.execute("DELETE FROM pending WHERE id = $1", [.int64(pendingID)])
             let committed = try commitNamed(
@@ -76,16 +76,6 @@ extension PostgresMetadataStore {
     }
 
     /// The stored content of a part's file object.
-    private func storedFile(_ part: PendingPart) throws -> FileContent {
-        switch part.kind {
-        case .safetensors:
-            if let manifest = try manifest(part.digest) { return .safetensors(manifest) }
-        case .bytes:
-            if let file = try bytesFile(part.digest) { return .bytes(file) }
-        case .tree: break
-        }
-        throw CKStoreError(.integrity, "part '\(part.path)' names sha256:\(part.digest.hex), which is not a stored file")
-    }
 
     /// Inserts a part's file object unless stored; returns its id.
     private func insertFileIfNew(_ content: FileContent, now: Int64) throws -> Int64 {

@@ -82,7 +82,7 @@ extension SQLiteMetadataStore {
     private func complete(pendingID: Int, run: String, step: Int, force: Bool) throws -> CompletedSnapshot {
         var files: [(path: String, content: FileContent)] = []
         for part in try partRows(pendingID) {
-            files.append((part.path, try storedFile(part)))
+            files.append((part.path, try storedFile(of: part)))
         }
         let snapshot = try TreeSnapshot(files: files)
         try db.statement("DELETE FROM pending WHERE id = ?").run([.int(pendingID)])
@@ -93,16 +93,6 @@ extension SQLiteMetadataStore {
     }
 
     /// The stored content of a part's file object.
-    private func storedFile(_ part: PendingPart) throws -> FileContent {
-        switch part.kind {
-        case .safetensors:
-            if let manifest = try manifest(part.digest) { return .safetensors(manifest) }
-        case .bytes:
-            if let file = try bytesFile(part.digest) { return .bytes(file) }
-        case .tree: break
-        }
-        throw CKStoreError(.integrity, "part '\(part.path)' names sha256:\(part.digest.hex), which is not a stored file")
-    }
 
     /// Inserts a part's file object unless stored; returns its id.
     private func insertFileIfNew(_ content: FileContent, now: Int64) throws -> Int {

@@ -1,13 +1,22 @@
 /// Loading what a snapshot names when it may be a tree: its kind, its tree manifest and the
 /// content of each file, every digest checked.
 extension Store {
-    /// The kind of content a resolved ref names.
-    /// - Throws: `.notFound` when nothing is stored under its digest.
+    /// The kind of content a resolved ref names. When a RUN@STEP was replaced (`put --force`)
+    /// after it was resolved, its old content may be gone: the step is resolved again in the
+    /// same read view and the kind of what it names now is returned (the loaders re-resolve the
+    /// same way), so a reader racing a replacement never sees a false "does not exist".
+    /// - Throws: `.notFound` when nothing is stored under its digest (and the step, if any, no
+    ///   longer exists).
     public func contentKind(of ref: ResolvedRef) throws(CKStoreError) -> ContentKind {
-        guard let kind = try wrapping("read \(ref.label)", { try metadata.contentKind(ref.digest) }) else {
-            throw CKStoreError(.notFound, "\(ref.label) does not exist")
+        try readView { () throws(CKStoreError) -> ContentKind in
+            if let kind = try wrapping("read \(ref.label)", { try metadata.contentKind(ref.digest) }) { return kind }
+            guard let snapshot = ref.snapshot else { throw CKStoreError(.notFound, "\(ref.label) does not exist") }
+            let again = try resolve(.step(run: snapshot.run, step: snapshot.step))
+            guard let kind = try wrapping("read \(again.label)", { try metadata.contentKind(again.digest) }) else {
+                throw CKStoreError(.notFound, "\(ref.label) does not exist")
+            }
+            return kind
         }
-        return kind
     }
 
     /// Throws the error for a single-file operation on content that is not one safetensors
