@@ -17,10 +17,13 @@ package enum BlobWriteMode: String, Sendable {
     /// `sync_file_range` and fsynced before the metadata commit.
     case buffered
 
-    /// The mode `CKSTORE_BLOB_WRITES` (`direct` or `buffered`) names, else `direct`.
+    /// The mode `CKSTORE_BLOB_WRITES` (`direct` or `buffered`) names, else `buffered`: direct
+    /// writes save CPU time but were no faster here, and leave the new blobs out of the page
+    /// cache, so that a `get` or LAWA right after a put reads them from the disk
+    /// (docs/BENCHMARKS.md, "put and get against the device").
     static let fromEnvironment: BlobWriteMode = {
-        guard let raw = getenv("CKSTORE_BLOB_WRITES") else { return .direct }
-        return BlobWriteMode(rawValue: String(cString: raw)) ?? .direct
+        guard let raw = getenv("CKSTORE_BLOB_WRITES") else { return .buffered }
+        return BlobWriteMode(rawValue: String(cString: raw)) ?? .buffered
     }()
 }
 
@@ -52,7 +55,7 @@ extension LocalBlobStore {
                 let file = FileHandle(adopting: fd, path: temp)
                 do {
                     try file.writeAll(UnsafeRawBufferPointer(rebasing: bytes[0..<aligned]))
-                } catch where error.errno == EINVAL {
+                } catch  where error.errno == EINVAL {
                     // Opened, but the file system refuses direct I/O of this buffer: start
                     // again through the page cache.
                     directRefused.store(true, ordering: .relaxed)
