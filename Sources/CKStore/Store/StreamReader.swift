@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// Reads a safetensors file front to back from a descriptor (a file or a pipe), tracking the
 /// byte offset so that errors can name it.
 struct StreamReader: ~Copyable {
@@ -22,8 +18,6 @@ struct StreamReader: ~Copyable {
         self.name = name
         if case .success(let st) = Sys.fileStatus("/proc/self/fd/\(self.file.fd)"), st.isRegular {
             knownSize = st.size
-            // Read front to back: a larger readahead window when the input is not cached.
-            _ = posix_fadvise(self.file.fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         }
     }
 
