@@ -46,6 +46,10 @@ package protocol BlobStore: Sendable {
     ///   of `body` as they are.
     func withBytes<T>(of id: SHA256Digest, scratch: inout ByteBuffer, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T
 
+    /// A hint that blob `id` will be read soon (a local store starts reading it into the page
+    /// cache). Never fails; the default does nothing.
+    func prefetch(_ id: SHA256Digest)
+
     /// The first `count` bytes of the blob (fewer if it is shorter) and its size, without
     /// following a foreign entry (fsck).
     /// - Throws: `.notFound` when absent.
@@ -93,6 +97,9 @@ package protocol BlobStore: Sendable {
 }
 
 extension BlobStore {
+    /// No prefetching.
+    package func prefetch(_ id: SHA256Digest) {}
+
     /// Whether the blob stored under `name` is an intact copy of the chunk `raw`: it exists, is
     /// `storedSize` bytes (the chunk row's size) and passes `BlobCodec.isIntact` (header,
     /// identity and payload checksum; a version 1 blob is decoded and compared). A put asks

@@ -9,10 +9,15 @@ package final class ByteBuffer: @unchecked Sendable {
     /// How many leading bytes hold data.
     package var count: Int = 0
 
-    /// Allocates `capacity` bytes (at least one), 64-byte aligned.
+    /// Allocates `capacity` bytes (at least one): 64-byte aligned, and page aligned from
+    /// `pageAlignedFrom` bytes on, so that a blob encoded at the start of a large buffer can be
+    /// written with `O_DIRECT` without a copy.
     package init(capacity: Int) {
-        storage = .allocate(byteCount: max(capacity, 1), alignment: 64)
+        storage = .allocate(byteCount: max(capacity, 1), alignment: capacity >= Self.pageAlignedFrom ? 4096 : 64)
     }
+
+    /// The capacity from which buffers are page aligned (64 KiB).
+    package static let pageAlignedFrom = 64 << 10
 
     deinit {
         storage.deallocate()

@@ -8,7 +8,8 @@ import Synchronization
 
 /// Blobs as files under `objects/<first 2 hex>/<64 hex>`.
 ///
-/// Writes go to a temporary file in the destination folder, are fsynced, then linked into
+/// Writes go to a temporary file in the destination folder (large blobs with `O_DIRECT`, see
+/// `BlobWriteMode`), are fsynced, then linked into
 /// place with `link(2)`, which fails instead of replacing an existing name; the temporary
 /// name is then unlinked. Folders that received new names are remembered and fsynced by
 /// `syncNamespace()`, once per folder per put, rather than after every blob.
@@ -23,6 +24,10 @@ package final class LocalBlobStore: BlobStore {
     private let unsynced = Mutex<[String]>([])
     /// How blob data is made durable (see `SyncMode`).
     let syncMode: SyncMode
+    /// How blob data is written (see `BlobWriteMode`; `CKSTORE_BLOB_WRITES` overrides).
+    let writeMode: BlobWriteMode
+    /// Set once the file system refused `O_DIRECT`: later blobs go straight to buffered writes.
+    let directRefused = Atomic<Bool>(false)
 
     /// How a batch of new blobs is made durable before the metadata commit.
     package enum SyncMode: String, Sendable {
@@ -43,8 +48,12 @@ package final class LocalBlobStore: BlobStore {
 
     /// Opens the blob folder at `root` (created by the store at `init`); damaged blobs are
     /// moved to `quarantine` (default: a `quarantine` folder beside `root`).
-    package init(root: String, durable: Bool = true, syncMode: SyncMode = .batch, quarantine: String? = nil) {
+    package init(
+        root: String, durable: Bool = true, syncMode: SyncMode = .batch, writeMode: BlobWriteMode = .fromEnvironment,
+        quarantine: String? = nil
+    ) {
         self.root = root
+        self.writeMode = writeMode
         self.durable = durable
         self.syncMode = syncMode
         var parent = root
@@ -86,15 +95,7 @@ package final class LocalBlobStore: BlobStore {
         }
         let temp = FileSystem.temporaryName(prefix: "\(dir)/\(id.hex)")
         do {
-            let file = try FileHandle(path: temp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o444)
-            try file.writeAll(bytes)
-            if durable {
-                switch syncMode {
-                case .eachBlob: try file.sync()
-                case .batch, .fileSystem: startWriteback(file.fd)
-                }
-            }
-            try file.close()
+            try writeBlobFile(temp, bytes: bytes)
             switch Sys.link(temp, final) {
             case .success:
                 FileSystem.removeIfPresent(temp)
@@ -237,6 +238,9 @@ package final class LocalBlobStore: BlobStore {
         }
         guard size <= Self.maxBlobSize else { throw BlobStoreError.tooLarge(id, size) }
         guard size > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        // Cold blobs: ask for the whole file in one readahead rather than the page faults'
+        // small windows (no effect on a file already in the page cache).
+        _ = posix_fadvise(file.fd, 0, off_t(size), POSIX_FADV_WILLNEED)
         guard let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, file.fd, 0), mapping != MAP_FAILED else {
             // Fall back to reading when the file system cannot map.
             let n = try read(id, into: &scratch)
@@ -244,6 +248,13 @@ package final class LocalBlobStore: BlobStore {
         }
         defer { munmap(mapping, size) }
         return try body(UnsafeRawBufferPointer(start: mapping, count: size))
+    }
+
+    /// Starts reading blob `id` into the page cache (`POSIX_FADV_WILLNEED`), so that a `get`
+    /// of blobs that are not cached keeps several reads in flight. Errors are ignored.
+    package func prefetch(_ id: SHA256Digest) {
+        guard let file = try? FileHandle.openForReading(path(for: id)) else { return }
+        _ = posix_fadvise(file.fd, 0, 0, POSIX_FADV_WILLNEED)
     }
 
     package func size(of id: SHA256Digest) throws -> Int? {

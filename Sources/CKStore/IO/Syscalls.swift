@@ -25,8 +25,8 @@ package enum Sys {
     /// Faults to inject, for tests. Also set from `CKSTORE_FAULT=call:ERRNO[:skip[:count]]` so
     /// the CLI tests can simulate a full disk or a failing device: `call` is the name a wrapper
     /// below reports (`open`, `read`, `pread`, `write`, `fsync`, `fstat`, `stat`, `link`,
-    /// `rename`, `unlink`, `mkdir`, `rmdir`, `syncfs`, `sync_file_range`, `flock`, `close`), ERRNO
-    /// a name (ENOSPC, EIO, EROFS, EACCES, EDQUOT) or a number, `skip` how many matching calls
+    /// `rename`, `unlink`, `open_direct`, `mkdir`, `rmdir`, `syncfs`, `sync_file_range`, `flock`, `close`), ERRNO
+    /// a name (ENOSPC, EIO, EROFS, EACCES, EDQUOT, EINVAL) or a number, `skip` how many matching calls
     /// succeed first (counted across threads), `count` how many then fail (default: all).
     /// Blob data is written with `write` (so `write:ENOSPC:3` fails the fourth blob write);
     /// `pwrite` is not used by the store. SQLite's own I/O does not go through here.
@@ -36,7 +36,7 @@ package enum Sys {
         guard let raw = getenv("CKSTORE_FAULT") else { return [] }
         let parts = String(cString: raw).split(separator: ":").map(String.init)
         guard parts.count >= 2 else { return [] }
-        let names: [String: Int32] = ["ENOSPC": ENOSPC, "EIO": EIO, "EROFS": EROFS, "EACCES": EACCES, "EDQUOT": EDQUOT]
+        let names: [String: Int32] = ["ENOSPC": ENOSPC, "EIO": EIO, "EROFS": EROFS, "EACCES": EACCES, "EDQUOT": EDQUOT, "EINVAL": EINVAL]
         guard let code = names[parts[1]] ?? Int32(parts[1]) else { return [] }
         let skip = parts.count > 2 ? Int(parts[2]) ?? 0 : 0
         let count = parts.count > 3 ? Int(parts[3]) ?? Int.max : Int.max
@@ -80,6 +80,12 @@ package enum Sys {
 
     package static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) -> Result<Int32, SystemError> {
         retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// `open` with `O_DIRECT` added (see `BlobWriteMode.direct`); reported (and injected, for
+    /// tests) as the call `open_direct`, so a test can make only direct opens fail.
+    package static func openDirect(_ path: String, _ flags: Int32, _ mode: mode_t) -> Result<Int32, SystemError> {
+        retrying("open_direct", path) { Glibc.open(path, flags | LocalBlobStore.directFlag | O_CLOEXEC, mode) }
     }
 
     package static func close(_ fd: Int32) -> Result<Int32, SystemError> {

@@ -59,6 +59,7 @@ public final class OutputWriter {
         switch target {
         case .standardOutput:
             handle = FileHandle(adopting: dup(1), path: "<stdout>")
+            OutputWriter.widenPipe(1)
             temporaryPath = nil
             finalPath = nil
         case .file(let path):
@@ -68,6 +69,7 @@ public final class OutputWriter {
                     throw CKStoreError(.environment, "cannot write \(path): descriptor \(fd) is not open")
                 }
                 handle = FileHandle(adopting: copy, path: path)
+                OutputWriter.widenPipe(copy)
                 temporaryPath = nil
                 finalPath = path
                 return
@@ -103,6 +105,15 @@ public final class OutputWriter {
             temporaryPath = temp
             finalPath = target
         }
+    }
+
+    /// When `fd` is a pipe, asks for a 1 MiB pipe buffer (`F_SETPIPE_SZ`, the unprivileged
+    /// limit by default) instead of 64 KiB, so a reader such as `| cat` is woken 16 times less
+    /// often. Not a pipe, or refused: nothing changes.
+    static func widenPipe(_ fd: Int32) {
+        let getPipeSize: Int32 = 1032, setPipeSize: Int32 = 1031
+        guard fcntl(fd, getPipeSize) > 0 else { return }
+        _ = fcntl(fd, setPipeSize, Int32(1 << 20))
     }
 
     /// The descriptor a path names when it is one of the descriptor aliases (`/dev/stdout`,

@@ -151,6 +151,8 @@ extension Store {
             for tensor in manifest.tensors {
                 for chunk in tensor.chunks {
                     let buffer = pool.popLast() ?? ByteBuffer(capacity: chunkSize)
+                    // Up to `capacity` jobs wait in the pipeline: start reading their blobs now.
+                    blobs.prefetch(chunk.hash)
                     let job = ChunkFetch(chunk: chunk, tensor: tensor.info.name, buffer: buffer, outputOffset: output == nil ? nil : offset)
                     try pipeline.submit(job, deliver: deliver)
                     offset += chunk.rawSize
