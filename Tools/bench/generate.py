@@ -10,7 +10,9 @@ Shapes are GPT-2 small (124M parameters, Hugging Face names): wte 50257×768, wp
 12 blocks of ln_1 (weight, bias 768), attn.c_attn 768×2304 (+ bias 2304), attn.c_proj 768×768
 (+ bias), ln_2, mlp.c_fc 768×3072 (+ bias 3072), mlp.c_proj 3072×768 (+ bias 768), then ln_f.
 --scale F multiplies the big dimensions (vocabulary, positions, width; the MLP stays 4× the
-width), so the parameter count scales with about F²; the 12 blocks are kept.
+width), so the parameter count scales with about F²; the 12 blocks are kept. --model picks
+another GPT-2 size: gpt2-medium (24 blocks, width 1024), gpt2-large (36 blocks, width 1280,
+20 heads: 774M parameters, 3.1 GB per f32 snapshot), gpt2-xl (48 blocks, width 1600).
 
 Values: step 0 is drawn from N(0, 0.02) (LayerNorm weights 1 + N(0, 0.02)). Each later
 snapshot is the previous float32 state plus an update x += N(0, 1e-3·|x| + 2e-6), i.e. a
@@ -35,11 +37,23 @@ ABS_UPDATE = 2e-6   # floor, so that values near zero move too
 INIT_STD = 0.02
 
 
-def gpt2_shapes(scale: float = 1.0, layers: int = 12) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of every GPT-2-small tensor, in the order the file stores them."""
+# Presets: (layers, width, heads). Heads do not change any tensor shape (c_attn is width × 3·width);
+# they are recorded for the reader. gpt2-large: 774M parameters, 3.1 GB per f32 snapshot.
+MODELS = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20),
+          "gpt2-xl": (48, 1600, 25)}
+
+
+def gpt2_shapes(scale: float = 1.0, layers: int | None = None,
+                model: str = "gpt2") -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every tensor of the GPT-2 `model` preset (vocabulary 50257, 1024
+    positions), in the order the file stores them; `scale` multiplies vocabulary, positions and
+    width, `layers` overrides the preset's block count."""
+    preset_layers, width, _ = MODELS[model]
+    layers = preset_layers if layers is None else layers
+
     def s(n: int) -> int:
         return max(1, int(round(n * scale)))
-    vocab, pos, d = s(50257), s(1024), s(768)
+    vocab, pos, d = s(50257), s(1024), s(width)
     ff = 4 * d
     out: list[tuple[str, tuple[int, ...]]] = [("wte.weight", (vocab, d)), ("wpe.weight", (pos, d))]
     for i in range(layers):
@@ -115,10 +129,10 @@ def snapshot_tensors(state: list[tuple[str, np.ndarray]], dtype: str,
 
 
 def generate(out_dir: str, steps: int, dtype: str, scale: float, seed: int, interval: int,
-             quiet: bool = False) -> list[str]:
+             quiet: bool = False, model: str = "gpt2") -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
-    shapes = gpt2_shapes(scale)
+    shapes = gpt2_shapes(scale, model=model)
     state: list[tuple[str, np.ndarray]] = []
     for name, shape in shapes:
         a = rng.standard_normal(shape, dtype=np.float32)
@@ -145,7 +159,8 @@ def generate(out_dir: str, steps: int, dtype: str, scale: float, seed: int, inte
                 flat += nz
         step = k * interval
         meta = {"format": "pt", "generator": "ckstore Tools/bench/generate.py",
-                "step": str(step), "seed": str(seed), "scale": repr(scale)}
+                "step": str(step), "seed": str(seed), "scale": repr(scale),
+                "model": model}
         path = os.path.join(out_dir, f"step{step:06d}.safetensors")
         size = write_safetensors(path, snapshot_tensors(state, dtype, bf16_bufs), meta)
         paths.append(path)
@@ -163,12 +178,14 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the big dimensions")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--interval", type=int, default=1000, help="training steps between snapshots")
+    ap.add_argument("--model", choices=sorted(MODELS), default="gpt2",
+                    help="shape preset: gpt2 (small, 124M), gpt2-medium, gpt2-large (774M), gpt2-xl")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
     if a.steps < 1 or a.scale <= 0 or a.interval < 1:
         ap.error("--steps and --interval must be ≥ 1 and --scale > 0")
     t0 = time.perf_counter()
-    generate(a.out, a.steps, a.dtype, a.scale, a.seed, a.interval, a.quiet)
+    generate(a.out, a.steps, a.dtype, a.scale, a.seed, a.interval, a.quiet, a.model)
     if not a.quiet:
         print(f"generated {a.steps} snapshots in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
