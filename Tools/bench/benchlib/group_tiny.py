@@ -1,4 +1,5 @@
-"""Tiny snapshots: ls/show/get latency and put time with 10, 100 and 1000 snapshots in a store.
+"""Tiny snapshots: ls/show/get latency and put time with 10, 100 and 1000 (--tiny-sizes)
+snapshots in a store.
 
 One store per size, filled with the same sequence of ~4 KB files (step 500 first, so the probe
 exists in every store); the queries then alternate between the stores, max(15, 3·runs) rounds.
@@ -14,17 +15,17 @@ from .report import Summary
 from .store import Store
 
 NAME = "tiny"
-SIZES = (10, 100, 1000)
 PROBE = 500
 
 
 def run(ctx) -> dict:
     import numpy as np
-    raw: dict = {"sizes": list(SIZES), "queries": {}, "put_wall_s": {}}
-    steps = [PROBE] + [s for s in range(max(SIZES)) if s != PROBE]
+    sizes = ctx.tiny_sizes
+    raw: dict = {"sizes": list(sizes), "queries": {}, "put_wall_s": {}}
+    steps = [PROBE] + [s for s in range(max(sizes)) if s != PROBE]
     tiny = os.path.join(ctx.work, "tiny.safetensors")
     stores = {}
-    for n in SIZES:
+    for n in sizes:
         log(f"tiny store: {n} puts")
         store = stores[n] = Store(ctx.ckstore, os.path.join(ctx.work, f"store-tiny-{n}"))
         rng = np.random.default_rng(ctx.seed + 1)

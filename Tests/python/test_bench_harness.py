@@ -1,0 +1,121 @@
+"""The benchmark harness (Tools/bench/run.py) runs end to end in quick mode and reports every row.
+
+One run at --scale 0.05 --runs 1 of every group (the GPT-2-large group at --large-scale 0.02,
+the tiny group with 2/4 snapshots, the filters group with one real and one bogus setting),
+then checks the Markdown table, the target checks and the JSON: every sample, the machine,
+`uptime` per group and the binary's git commit. Plus the option errors (usage, exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = REPO / "Tools" / "bench" / "run.py"
+
+
+def bench(ckstore_bin: str, tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RUN), "--ckstore", ckstore_bin, "--json", str(tmp_path / "r.json"),
+                           *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick(ckstore_bin: str, tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
+    tmp = tmp_path_factory.mktemp("bench")
+    proc = bench(ckstore_bin, tmp, "--scale", "0.05", "--runs", "1", "--large", "--large-scale", "0.02",
+                 "--tiny-sizes", "2,4", "--filters", "hybrid,no-such-filter")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads((tmp / "r.json").read_text())
+
+
+def test_every_group_runs_without_error(quick):
+    _, result = quick
+    assert list(result["groups"]) == ["lawa", "device", "sweep", "large", "filters", "tiny"]
+    for name, entry in result["groups"].items():
+        assert "error" not in entry, f"{name}: {entry.get('error')}"
+        assert "load average" in entry["uptime_before"] and "load average" in entry["uptime_after"]
+
+
+def test_json_describes_machine_and_binary(quick):
+    _, result = quick
+    m = result["machine"]
+    for key in ("cpu_model", "nproc", "mem_total_bytes", "kernel", "uptime_start", "uptime_end",
+                "ckstore_binary", "ckstore_version"):
+        assert m[key], key
+    assert len(m["ckstore_git_commit"]) == 40
+    assert result["params"]["runs"] == 1 and result["params"]["scale"] == 0.05
+
+
+def test_json_keeps_every_sample(quick):
+    _, result = quick
+    lawa = result["groups"]["lawa"]["raw"]
+    for dtype in ("f32", "bf16"):
+        samples = lawa[dtype]["samples"]
+        assert set(samples) == {"default command, first request", "default command, second request",
+                                "default command, third request", "--no-cache", "numpy_lawa.py"}
+        assert all(len(v) == 1 and v[0]["wall_s"] > 0 and v[0]["exit"] == 0 for v in samples.values())
+        assert "cache_policy" in lawa[dtype]["store_config"] or lawa[dtype]["store_config"]
+        assert lawa[dtype]["check"]["identical"]
+    device = result["groups"]["device"]["raw"]
+    assert len(device["samples"]) == 7 and device["get_byte_exact"]
+    sweep = result["groups"]["sweep"]["raw"]
+    assert set(sweep["samples"]) == {"single", "exec", "nocache", "default"} and sweep["identical_k12"]
+    large = result["groups"]["large"]["raw"]
+    assert large["model"] == "gpt2-large" and len(large["samples"]) == 3
+    assert all(s["maxrss_kb"] for v in large["samples"].values() for s in v)
+
+
+def test_table_has_every_row(quick):
+    proc, result = quick
+    rows = result["table"]["rows"]
+    measured = {r[1] for r in rows}
+    for name in ("default command, first request", "default command, third request", "--no-cache", "numpy_lawa.py",
+                 "ckstore put", "cp F dst && sync", "dd if=F of=dst bs=4M conv=fsync", "ckstore get -o dst",
+                 "cat F > dst", "ckstore get -o /dev/null", "ckstore get -o - | cat > /dev/null",
+                 "sweep --no-cache --exec true (files only)", "ckstore default command (first request)",
+                 "f32 hybrid: stored / raw", "bf16 hybrid: stored / raw", "show R@500"):
+        assert name in measured, name
+    assert all(len(r) == 5 for r in rows)
+    # A pipe inside a cell is escaped, so the Markdown table keeps five columns.
+    assert "get -o - \\| cat > /dev/null" in proc.stdout
+    targets = {t[0]: t for t in result["targets"]["rows"]}
+    for name in ("§1 f32: default command (first request) vs --no-cache", "§1 bf16: numpy / default command "
+                 "(first request)", "§1 f32: ckstore peak RSS (any row)", "§2 put vs `cp F dst && sync`",
+                 "§2 put vs `dd if=F of=dst bs=4M conv=fsync`", "§2 get -o file vs `cat F > dst`",
+                 "§3 sweep --no-cache --exec true (files only) vs one LAWA k=12 --no-cache",
+                 "GPT-2-large: ckstore --no-cache vs numpy", "GPT-2-large: ckstore peak RSS"):
+        assert name in targets, name
+        assert targets[name][3] in ("met", "MISSED")
+
+
+def test_rejected_filter_is_skipped_with_a_note(quick):
+    _, result = quick
+    rejected = result["groups"]["filters"]["raw"]["rejected"]
+    assert list(rejected) == ["no-such-filter"] and "no-such-filter" in rejected["no-such-filter"]
+    assert not any(r[1].startswith(("f32 no-such-filter", "bf16 no-such-filter")) for r in result["table"]["rows"])
+    assert any("`no-such-filter` skipped" in r[1] for r in result["table"]["rows"])
+
+
+@pytest.mark.parametrize("args", [["--only", "nosuch"], ["--skip", "lawa,bogus"], ["--runs", "0"],
+                                  ["--scale", "-1"], ["--tiny-sizes", "x"], ["--tiny-sizes", "0"]])
+def test_bad_options_are_usage_errors(ckstore_bin: str, tmp_path: Path, args: list[str]):
+    proc = bench(ckstore_bin, tmp_path, *args, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "error:" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_only_and_skip_choose_groups(ckstore_bin: str, tmp_path: Path):
+    from importlib import util
+    spec = util.spec_from_file_location("bench_run", RUN)
+    mod = util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.parse_args([]).groups == ["lawa", "device", "sweep", "filters", "tiny"]
+    assert mod.parse_args(["--large"]).groups == ["lawa", "device", "sweep", "large", "filters", "tiny"]
+    assert mod.parse_args(["--only", "large"]).groups == ["large"]
+    assert mod.parse_args(["--skip", "tiny,sweep"]).groups == ["lawa", "device", "filters"]
+    assert mod.parse_args(["--only", "sweep,lawa", "--skip", "lawa"]).groups == ["sweep"]
