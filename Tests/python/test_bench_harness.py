@@ -58,7 +58,7 @@ def test_json_keeps_every_sample(quick):
         assert set(samples) == {"default command, first request", "default command, second request",
                                 "default command, third request", "--no-cache", "numpy_lawa.py"}
         assert all(len(v) == 1 and v[0]["wall_s"] > 0 and v[0]["exit"] == 0 for v in samples.values())
-        assert "cache_policy" in lawa[dtype]["store_config"] or lawa[dtype]["store_config"]
+        assert "compression" in lawa[dtype]["store_config"]   # the store's config.json, recorded
         assert lawa[dtype]["check"]["identical"]
     device = result["groups"]["device"]["raw"]
     assert len(device["samples"]) == 7 and device["get_byte_exact"]
@@ -80,6 +80,8 @@ def test_table_has_every_row(quick):
                  "f32 hybrid: stored / raw", "bf16 hybrid: stored / raw", "show R@500"):
         assert name in measured, name
     assert all(len(r) == 5 for r in rows)
+    # The §1 group names the cache policy the default command ran under.
+    assert any(r[0].startswith("§1 LAWA k=6 f32") and "cache_policy" in r[0] for r in rows)
     # A pipe inside a cell is escaped, so the Markdown table keeps five columns.
     assert "get -o - \\| cat > /dev/null" in proc.stdout
     targets = {t[0]: t for t in result["targets"]["rows"]}

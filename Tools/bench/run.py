@@ -163,7 +163,8 @@ def main(argv=None) -> int:
     report = "\n".join([
         f"ckstore benchmark: `{params['command']}`",
         env.headline(machine),
-        f"scale {a.scale}, {a.runs} round(s) per comparison (median, range min–max); "
+        f"scale {a.scale}, {a.runs} round(s) per comparison"
+        f"{f' ({a.large_runs} for large)' if 'large' in a.groups else ''} (median, range min–max); "
         f"{'cold page cache' if a.cold else 'warm page cache'}; load average (1, 5, 15 min) per group: {loads}",
         "", table(s.rows, HEADER), "", table(s.checks, CHECK_HEADER)])
     print(report)

@@ -69,7 +69,7 @@ def machine_info(ckstore: str, work: str) -> dict:
         "uptime_start": uptime(),
         "loadavg_start": os.getloadavg(),
         "work_folder": work,
-        "work_filesystem": quiet(["findmnt", "-no", "FSTYPE,SOURCE", "-T", work]),
+        "work_filesystem": " ".join(quiet(["findmnt", "-no", "FSTYPE,SOURCE", "-T", work]).split()),
         "work_free_bytes": shutil.disk_usage(work).free,
         "ckstore_binary": ckstore,
         "ckstore_version": quiet([ckstore, "--version"]),
