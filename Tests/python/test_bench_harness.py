@@ -27,7 +27,7 @@ def bench(ckstore_bin: str, tmp_path: Path, *args: str, timeout: float = 240) ->
 def quick(ckstore_bin: str, tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
     tmp = tmp_path_factory.mktemp("bench")
     proc = bench(ckstore_bin, tmp, "--scale", "0.05", "--runs", "1", "--large", "--large-scale", "0.02",
-                 "--tiny-sizes", "2,4", "--filters", "hybrid,no-such-filter")
+                 "--tiny-sizes", "2,4", "--tiny-rounds", "2", "--filters", "hybrid,no-such-filter")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, json.loads((tmp / "r.json").read_text())
 
@@ -103,7 +103,8 @@ def test_rejected_filter_is_skipped_with_a_note(quick):
 
 
 @pytest.mark.parametrize("args", [["--only", "nosuch"], ["--skip", "lawa,bogus"], ["--runs", "0"],
-                                  ["--scale", "-1"], ["--tiny-sizes", "x"], ["--tiny-sizes", "0"]])
+                                  ["--scale", "-1"], ["--tiny-sizes", "x"], ["--tiny-sizes", "0"],
+                                  ["--tiny-rounds", "0"], ["--large-scale", "0"]])
 def test_bad_options_are_usage_errors(ckstore_bin: str, tmp_path: Path, args: list[str]):
     proc = bench(ckstore_bin, tmp_path, *args, timeout=30)
     assert proc.returncode == 2, proc.stderr

@@ -51,6 +51,7 @@ class Context:
         self.scale, self.runs, self.seed, self.keep = a.scale, a.runs, a.seed, bool(a.keep)
         self.cold, self.large_runs, self.large_scale = a.cold, a.large_runs, a.large_scale
         self.filters = [f for f in a.filters.split(",") if f]
+        self.tiny_rounds = a.tiny_rounds
         self.tiny_sizes = tuple(int(x) for x in a.tiny_sizes.split(",") if x)
         self.sweep_scale = a.sweep_scale if a.sweep_scale is not None else a.scale / 2
 
@@ -81,6 +82,8 @@ def parse_args(argv=None):
                          "a value the binary rejects is skipped with a note")
     ap.add_argument("--tiny-sizes", default="10,100,1000",
                     help="tiny group: snapshot counts of its stores (default 10,100,1000)")
+    ap.add_argument("--tiny-rounds", type=int, default=15,
+                    help="tiny group: rounds of queries (default 15; at least 3 × --runs)")
     ap.add_argument("--sweep-scale", type=float, default=None,
                     help="generate.py --scale of the sweep's 24 snapshots (default --scale / 2)")
     ap.add_argument("--keep", metavar="DIR",
@@ -89,9 +92,9 @@ def parse_args(argv=None):
                     help="raw results (default Tools/bench/results/latest.json)")
     ap.add_argument("--ckstore", help="binary (default $CKSTORE_BIN, .build/release/ckstore, PATH)")
     a = ap.parse_args(argv)
-    if a.runs < 1 or a.large_runs < 1 or a.scale <= 0 or a.large_scale <= 0 or \
+    if a.runs < 1 or a.large_runs < 1 or a.tiny_rounds < 1 or a.scale <= 0 or a.large_scale <= 0 or \
             (a.sweep_scale is not None and a.sweep_scale <= 0):
-        ap.error("--runs and --large-runs must be ≥ 1, the scales > 0")
+        ap.error("--runs, --large-runs and --tiny-rounds must be ≥ 1, the scales > 0")
     try:
         sizes = [int(x) for x in a.tiny_sizes.split(",") if x]
     except ValueError:

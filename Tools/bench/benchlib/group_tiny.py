@@ -2,7 +2,8 @@
 snapshots in a store.
 
 One store per size, filled with the same sequence of ~4 KB files (step 500 first, so the probe
-exists in every store); the queries then alternate between the stores, max(15, 3·runs) rounds.
+exists in every store); the queries then alternate between the stores, max(--tiny-rounds,
+3·runs) rounds.
 Target: show and get of one snapshot stay flat (≤ 1.5× from 10 to 1000 snapshots)."""
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def run(ctx) -> dict:
             f"get R@{PROBE} -o /dev/null": st.cmd("get", f"tiny@{PROBE}", "-o", "/dev/null"),
             "ls": st.cmd("ls"),
         }
-    reps = max(15, 3 * ctx.runs)
+    reps = max(ctx.tiny_rounds, 3 * ctx.runs)
     log(f"tiny stores: {reps} rounds of queries")
     for _ in range(reps):
         for n, st in stores.items():
