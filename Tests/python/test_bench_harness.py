@@ -46,7 +46,7 @@ def test_json_describes_machine_and_binary(quick):
     for key in ("cpu_model", "nproc", "mem_total_bytes", "kernel", "uptime_start", "uptime_end",
                 "ckstore_binary", "ckstore_version"):
         assert m[key], key
-    assert len(m["ckstore_git_commit"]) == 40
+    assert len(m["ckstore_git_commit"]) == 40 and len(m["ckstore_sources_commit"]) == 40
     assert result["params"]["runs"] == 1 and result["params"]["scale"] == 0.05
 
 

@@ -36,11 +36,16 @@ def _first(path: str, prefix: str) -> str:
 
 def binary_commit(ckstore: str) -> dict:
     """The git commit of the checkout the binary was built in (the binary's .build/<cfg>/ is
-    inside a checkout), and of this harness's checkout."""
+    inside a checkout): its HEAD, the last commit touching the sources, the number of changed
+    tracked files; and the HEAD of this harness's checkout."""
     d = os.path.dirname(os.path.realpath(ckstore))
     top = quiet(["git", "-C", d, "rev-parse", "--show-toplevel"])
+    sources = ["git", "-C", top, "log", "-1", "--format=%H", "--", "Sources", "Package.swift", "Package.resolved"]
     return {
         "ckstore_checkout": top,
+        # The last commit that changed what the binary is built from (the checkout's HEAD may
+        # only have changed docs or tools since; ckstore_binary_mtime says when it was built).
+        "ckstore_sources_commit": quiet(sources) if top else "",
         "ckstore_git_commit": quiet(["git", "-C", d, "rev-parse", "HEAD"]) if top else "",
         "ckstore_git_dirty_files": len(quiet(["git", "-C", d, "status", "--porcelain",
                                                "--untracked-files=no"]).splitlines()) if top else 0,
@@ -90,5 +95,6 @@ def headline(m: dict) -> str:
     dirty = m.get("ckstore_git_dirty_files")
     return (f"{m['date']}, {m['cpu_model']}, {m['nproc']} cores, "
             f"{m['mem_total_bytes'] / 2**30:.1f} GiB, Linux {m['kernel']}, {m['work_filesystem']}; "
-            f"ckstore commit {(m.get('ckstore_git_commit') or '?')[:10]}"
-            f"{f' (+{dirty} changed files)' if dirty else ''}")
+            f"ckstore sources at commit {(m.get('ckstore_sources_commit') or '?')[:10]} "
+            f"(checkout HEAD {(m.get('ckstore_git_commit') or '?')[:10]}"
+            f"{f', +{dirty} changed files' if dirty else ''}), binary built {m['ckstore_binary_mtime']}")
