@@ -112,7 +112,7 @@ def test_bad_options_are_usage_errors(ckstore_bin: str, tmp_path: Path, args: li
     assert not (tmp_path / "r.json").exists()
 
 
-def test_only_and_skip_choose_groups(ckstore_bin: str, tmp_path: Path):
+def test_only_and_skip_choose_groups():
     from importlib import util
     spec = util.spec_from_file_location("bench_run", RUN)
     mod = util.module_from_spec(spec)
@@ -122,3 +122,37 @@ def test_only_and_skip_choose_groups(ckstore_bin: str, tmp_path: Path):
     assert mod.parse_args(["--only", "large"]).groups == ["large"]
     assert mod.parse_args(["--skip", "tiny,sweep"]).groups == ["lawa", "device", "filters"]
     assert mod.parse_args(["--only", "sweep,lawa", "--skip", "lawa"]).groups == ["sweep"]
+
+
+def _benchlib():
+    tools = str(REPO / "Tools" / "bench")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from benchlib import group_large, measure, report
+    return group_large, measure, report
+
+
+def test_a_killed_or_failing_baseline_is_recorded_not_fatal():
+    _, measure, _ = _benchlib()
+    killed = measure.timed(["bash", "-c", "kill -9 $$"], check=False)
+    assert killed["exit"] == -9 and killed["failure"] == "killed by SIGKILL (9)"
+    oom = measure.timed([sys.executable, "-c", "raise MemoryError"], check=False)
+    assert oom["exit"] == 1 and "MemoryError" in oom["stderr_tail"] and oom["maxrss_kb"] > 0
+    with pytest.raises(measure.CommandFailed, match="exit 1"):
+        measure.timed([sys.executable, "-c", "raise MemoryError"])
+
+
+def test_large_row_reports_how_numpy_failed():
+    group_large, _, report = _benchlib()
+    ok = {"wall_s": 20.0, "maxrss_kb": 110_000, "cpu_s": 30.0, "exit": 0}
+    dead = {"wall_s": 41.0, "maxrss_kb": 23_000_000, "cpu_s": 40.0, "exit": -9, "failure": "killed by SIGKILL (9)",
+            "stderr_tail": ""}
+    raw = {"model": "gpt2-large", "scale": 1.0, "k": 6, "file_bytes": 3_096_160_912, "put": [], "stats": {},
+           "samples": {"ckstore --no-cache": [ok], "numpy_lawa.py": [dead]}}
+    s = report.Summary()
+    group_large.summarize(raw, s)
+    numpy_row = next(r for r in s.rows if r[1] == "numpy_lawa.py")
+    assert numpy_row[2] == "failed" and "killed by SIGKILL (9) after 41 s" in numpy_row[4]
+    assert "peak RSS 23552 MB" in numpy_row[4]
+    check = next(c for c in s.checks if c[0] == "GPT-2-large: ckstore --no-cache vs numpy")
+    assert "numpy failed: killed by SIGKILL (9)" in check[1]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from .measure import log, med, output, rotate, span, timed
+from .measure import log, med, rotate, span, timed
 from .report import Summary
 from .store import Store
 
