@@ -54,7 +54,7 @@ def run(ctx) -> dict:
             f"{n.split(' ')[0] if n in (CP, DD, CAT) else n} {raw['samples'][n][-1]['wall_s']:.2f} s"
             for n in (PUT, CP, DD, GET, CAT)))
     rm(dst)
-    subprocess.run(ref + ["-o", dst], check=True)
+    output(ref + ["-o", dst])
     raw["get_byte_exact"] = subprocess.run(["cmp", "-s", src, dst]).returncode == 0
     raw["stats"] = get_store.stats()
     raw["store_config"] = get_store.config
