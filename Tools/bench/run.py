@@ -52,6 +52,7 @@ class Context:
         self.cold, self.large_runs, self.large_scale = a.cold, a.large_runs, a.large_scale
         self.filters = [f for f in a.filters.split(",") if f]
         self.tiny_rounds = a.tiny_rounds
+        self.cache_policies = [p for p in a.cache_policies.split(",") if p]
         self.tiny_sizes = tuple(int(x) for x in a.tiny_sizes.split(",") if x)
         self.sweep_scale = a.sweep_scale if a.sweep_scale is not None else a.scale / 2
 
@@ -80,6 +81,9 @@ def parse_args(argv=None):
     ap.add_argument("--filters", default=DEFAULT_FILTERS,
                     help=f"filters group: float_filter values to compare (default {DEFAULT_FILTERS}); "
                          "a value the binary rejects is skipped with a note")
+    ap.add_argument("--cache-policies", default="",
+                    help="lawa group: also time the first/second/third request under each of these "
+                         "cache_policy values (e.g. always,second-hit), beside the store's default")
     ap.add_argument("--tiny-sizes", default="10,100,1000",
                     help="tiny group: snapshot counts of its stores (default 10,100,1000)")
     ap.add_argument("--tiny-rounds", type=int, default=15,
@@ -159,7 +163,8 @@ def main(argv=None) -> int:
         else:
             s.note(name, f"group failed: {entry['error'][:300]}")
     params = {"runs": a.runs, "scale": a.scale, "seed": a.seed, "groups": a.groups, "cold": a.cold,
-              "filters": ctx.filters, "sweep_scale": ctx.sweep_scale, "large_runs": a.large_runs, "large_scale": a.large_scale,
+              "filters": ctx.filters, "cache_policies": ctx.cache_policies, "sweep_scale": ctx.sweep_scale,
+              "large_runs": a.large_runs, "large_scale": a.large_scale,
               "command": " ".join(["Tools/bench/run.sh"] + (sys.argv[1:] if argv is None else list(argv)))}
     loads = "; ".join(f"{n} {e['uptime_before'].split('load average:')[-1].strip()} → "
                       f"{e['uptime_after'].split('load average:')[-1].strip()}" for n, e in results.items())

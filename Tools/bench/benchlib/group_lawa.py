@@ -8,6 +8,9 @@ decides what the first request does) and six snapshots. Each round runs, in a ro
                   the cache; with always the second already reads it)
   --no-cache      the same query with --no-cache
   numpy_lawa.py   the reference script on the six files
+With --cache-policies P,… each round also runs the first/second/third request block with
+`cache_policy` set to each P in config.json (rows "cache_policy P: …"; the store's own config is
+restored after each block; a policy the binary rejects is skipped with a note).
 Targets: first request within 10% of --no-cache; numpy ≥ 5× slower; peak RSS ≤ 150 MB."""
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import os
 
 from .data import rm, same_tensors, step_of
-from .measure import log, med, rotate, span, timed
+from .measure import CommandFailed, log, med, rotate, span, timed
 from .report import Summary, mib
 from .store import Store, numpy_lawa_cmd
 
@@ -40,12 +43,16 @@ def run(ctx) -> dict:
                           "commands": {"default": default, NOCACHE: default + ["--no-cache"],
                                        NUMPY: numpy_lawa_cmd(files, npo)},
                           "samples": {n: [] for n in (FIRST, SECOND, THIRD, NOCACHE, NUMPY)}}
+        d["rejected_policies"] = {}
+        config_text = open(os.path.join(store.path, "config.json")).read()
         for r in range(ctx.runs):
-            for block in rotate(["first", NOCACHE, NUMPY], r):
+            for block in rotate(["first", NOCACHE, NUMPY] + [f"policy {p}" for p in ctx.cache_policies], r):
                 if block == "first":
                     store.drop_derived()
                     for name in (FIRST, SECOND, THIRD):
                         d["samples"][name].append(timed(default))
+                elif block.startswith("policy "):
+                    _policy_block(store, block.split(" ", 1)[1], default, d, config_text)
                 elif block == NOCACHE:
                     d["samples"][NOCACHE].append(timed(default + ["--no-cache"]))
                 else:
@@ -61,6 +68,32 @@ def run(ctx) -> dict:
     return raw
 
 
+def _policy_block(store: Store, policy: str, default: list[str], d: dict, config_text: str) -> None:
+    """First, second and third request with cache_policy = policy; the config is restored after."""
+    if policy in d["rejected_policies"]:
+        return
+    store.configure(cache_policy=policy)
+    try:
+        try:
+            store.drop_derived()   # gc opens the store: a rejected config.json fails here
+        except CommandFailed as e:
+            msg = str(e).strip()
+            d["rejected_policies"][policy] = msg[msg.find("ckstore: error:"):] if "ckstore: error:" in msg else msg
+            return
+        for label in ("first", "second", "third"):
+            x = timed(default, check=False)
+            if x["exit"] != 0:
+                tail = (x.get("stderr_tail") or x["failure"]).strip().splitlines()
+                d["rejected_policies"][policy] = tail[-1] if tail else x["failure"]
+                for other in ("first", "second", "third"):
+                    d["samples"].pop(f"cache_policy {policy}: {other} request", None)
+                return
+            d["samples"].setdefault(f"cache_policy {policy}: {label} request", []).append(x)
+    finally:
+        with open(os.path.join(store.path, "config.json"), "w") as f:
+            f.write(config_text)
+
+
 def summarize(raw: dict, s: Summary) -> None:
     for dtype, d in raw.items():
         policy = d["store_config"].get("cache_policy", "binary default")
@@ -72,6 +105,8 @@ def summarize(raw: dict, s: Summary) -> None:
             rss[name] = max((x["maxrss_kb"] or 0) for x in samples)
             ratio = walls[name] / med([x["wall_s"] for x in d["samples"][NOCACHE]])
             s.row(g, name, f"{walls[name]:.2f} s", span(w), f"{ratio:.2f}× --no-cache; peak RSS {mib(rss[name])}")
+        for policy, why in d.get("rejected_policies", {}).items():
+            s.note(g, f"cache_policy `{policy}` skipped: the binary rejects it ({why[:200]})")
         chk = d.get("check", {})
         s.row(g, "ckstore output vs numpy_lawa.py", "identical" if chk.get("identical") else "differs", "",
               "" if chk.get("identical") else f"{chk.get('tensors_differing')} tensors, max |Δ| "

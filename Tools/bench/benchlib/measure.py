@@ -90,8 +90,11 @@ def timed(cmd, *, shell: bool = False, stdout=subprocess.DEVNULL, sync_first: bo
 
 
 def output(cmd) -> str:
-    """stdout of cmd (raises CalledProcessError with stderr on failure)."""
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    """stdout of cmd; CommandFailed naming the command, its exit status and stderr on failure."""
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise CommandFailed(f"{cmd!r} {describe_exit(p.returncode)}: {p.stderr.strip()[-2000:]}")
+    return p.stdout
 
 
 def quiet(cmd) -> str:
