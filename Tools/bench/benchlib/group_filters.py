@@ -74,8 +74,9 @@ def run(ctx) -> dict:
                 res["get"].append(get)
                 res["stats"] = store.stats()
                 res["config"] = store.config.get("compression")
+                log(f"filters round {r + 1}/{ctx.runs}: {dtype} {setting}: stored/raw "
+                    f"{res['stats'].get('compression_ratio', float('nan')):.3f}")
                 store.remove()
-        log(f"filters round {r + 1}/{ctx.runs} done")
     for setting in raw["rejected"]:
         for dtype in data:
             raw["results"].pop(f"{dtype} {setting}", None)
