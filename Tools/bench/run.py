@@ -120,9 +120,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    for tool in ("lz4", "cp", "cat", "cmp", "dd"):
+    for tool in ("cp", "cat", "cmp", "dd", "sync"):
         if not shutil.which(tool):
-            sys.exit(f"run.py: {tool} not found (run.sh installs it)")
+            sys.exit(f"run.py: {tool} not found")
+    if not os.access("/usr/bin/time", os.X_OK):
+        log("/usr/bin/time is missing (run.sh installs it as root): peak RSS is an upper bound, no CPU time")
     ckstore = env.find_ckstore(a.ckstore)
     work = os.path.abspath(a.keep) if a.keep else tempfile.mkdtemp(prefix="ckbench-")
     os.makedirs(work, exist_ok=True)

@@ -6,7 +6,7 @@
 # Groups: lawa (§1), device (§2), sweep (§3), large (§4, opt-in), filters (§5), tiny.
 # Quick mode (a few minutes): --scale 0.1 --runs 1. `run.sh --help` lists every option.
 # Without --ckstore or $CKSTORE_BIN it uses .build/release/ckstore (building it if missing).
-# As root it installs lz4 and GNU time (apt) when missing; numpy, safetensors and ml-dtypes
+# As root it installs GNU time (apt) when missing; numpy, safetensors and ml-dtypes
 # come from pip.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,7 +17,6 @@ apt_install() {   # apt_install PACKAGE: install one Debian package as root
     if [ "$(id -u)" -ne 0 ]; then echo "run.sh: $1 is missing (apt-get install $1)" >&2; exit 1; fi
     apt-get install -y -q "$1" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$1" >/dev/null; }
 }
-command -v lz4 >/dev/null || apt_install lz4
 [ -x /usr/bin/time ] || apt_install time    # peak RSS and CPU time of every command
 if ! python3 -c "import numpy, safetensors, ml_dtypes" 2>/dev/null; then
     python3 -m pip install -q numpy safetensors ml-dtypes

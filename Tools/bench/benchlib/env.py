@@ -80,7 +80,6 @@ def machine_info(ckstore: str, work: str) -> dict:
         "ckstore_version": quiet([ckstore, "--version"]),
         "ckstore_binary_mtime": datetime.datetime.fromtimestamp(
             os.path.getmtime(ckstore), datetime.timezone.utc).isoformat(timespec="seconds"),
-        "lz4_version": quiet(["lz4", "--version"]) or quiet(["lz4", "-V"]),
         "coreutils_version": quiet(["cp", "--version"]).split("\n")[0],
         "python": platform.python_version(),
         "numpy": np.__version__,
