@@ -144,13 +144,12 @@ extension Store {
     /// recipe) is one request, the same request as `get --lawa k=K,stride=NU --at S`, so under
     /// `second-hit` a plan is stored when it (or that `get`) was asked for before. A sweep that
     /// writes no output (every target nil) is a request to fill the cache: it stores every
-    /// result under `always` and `second-hit`. Under `never` nothing is looked up or stored.
+    /// result under `always` and `second-hit`. Under `never` nothing is looked up or stored
+    /// (`ckstore sweep` refuses to run without `--exec` then).
     /// Runs under the shared store lock, with every plan's inputs loaded in one read view.
     /// - Returns: one report per plan, in order.
-    /// - Throws: `.usage` when the plans do not share their newest input, or when every target
-    ///   is nil and nothing would be stored (`never`, a read-only store, `useCache` false);
-    ///   `.integrity` for damaged inputs; `.badInput` for inputs that do not agree; the
-    ///   output's errors.
+    /// - Throws: `.usage` when the plans do not share their newest input; `.integrity` for
+    ///   damaged inputs; `.badInput` for inputs that do not agree; the output's errors.
     public func materializeSweep(_ plans: [QueryPlan], to targets: [OutputTarget?], useCache requested: Bool = true)
         throws(CKStoreError) -> [AverageReport]
     {
@@ -169,13 +168,6 @@ extension Store {
         let start = nowMilliseconds()
         let useCache = requested && !isReadOnly && configuration.cachePolicy != .never
         let cacheOnly = targets.allSatisfy { $0 == nil }
-        if cacheOnly && !useCache {
-            let why =
-                !requested
-                ? "caching is off (--no-cache)"
-                : isReadOnly ? "the store is read-only" : "the store's cache_policy is never"
-            throw CKStoreError(.usage, "a sweep without outputs would keep nothing: \(why)")
-        }
         return try withLock(exclusive: false) { () throws(CKStoreError) -> [AverageReport] in
             let views = try readView { () throws(CKStoreError) -> [SweepView] in
                 var views: [SweepView] = []
@@ -226,7 +218,9 @@ extension Store {
                     useCache && (cacheOnly || cacheAdmits(views[i].plan, hadEntry: views[i].cached != nil))
                 }
                 defer {
-                    for (n, i) in pending.enumerated() where caching[n] && !cacheOnly && views[i].cached == nil { releaseClaim(views[i].plan) }
+                    for (n, i) in pending.enumerated() where caching[n] && !cacheOnly && views[i].cached == nil {
+                        releaseClaim(views[i].plan)
+                    }
                 }
                 let computed = try computeSweep(
                     pending.map { views[$0] }, targets: pending.map { targets[$0] }, caching: caching, repair: repair)
@@ -275,7 +269,8 @@ extension Store {
             outputs.append(output)
         }
         let positional: [(PositionalOutput, Int)?] = outputs.map { o in o?.positional.map { ($0, o!.bytesWritten) } }
-        let cache = caching.contains(true) ? CacheTarget(blobs: blobs, makeChunkIndex: metadata.chunkIndexFactory(), rewritesExisting: repair) : nil
+        let cache =
+            caching.contains(true) ? CacheTarget(blobs: blobs, makeChunkIndex: metadata.chunkIndexFactory(), rewritesExisting: repair) : nil
         var chunkLists = [[[ChunkRef]]](repeating: Array(repeating: [], count: layout0.tensors.count), count: views.count)
 
         let chunkSize = configuration.chunkSize
