@@ -191,7 +191,7 @@ private func writeSlot(_ path: String, _ key: SHA256Digest, _ bytes: [UInt8]) {
         }
     }
 
-    @Test func aDeletedDerivedRowIsRecomputedNotAnError() throws {
+    @Test func aDerivedSnapshotWhoseBlobsWereDeletedIsRecomputedNotAnError() throws {
         try withTemporaryDirectory { dir in
             let store = try makeStore(dir)
             // The mean of steps 10 and 20 shares no chunk with an input.
