@@ -110,7 +110,7 @@ struct BackendMaintenanceTests {
     @Test(arguments: LibraryBackend.all)
     func repairDropsADamagedCachedAverageWhichIsThenRecomputed(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory("bm-repair") { dir throws in
-            let store = try backend.makeStore(dir, "store")
+            let store = try backend.makeStore(dir, "store").cachingFirstRequests()
             for step in [0, 10, 20] { try put(store, dir, "r", step, specs(seed: UInt64(20 + step))) }
             let plan = try store.plan(.lawa(k: 2, stride: 10, at: 20), run: "r")
             let first = try store.materialize(plan, to: .file(dir.file("avg1")))

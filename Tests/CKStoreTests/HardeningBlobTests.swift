@@ -178,6 +178,7 @@ struct HardeningBlobTests {
     @Test func aCachedAverageRewritesAMissingBlobOfItsResult() throws {
         try withTemporaryDirectory("repair-derived") { dir throws in
             let f = BlobFixture(dir)
+            cacheFirstRequests(store: f.store)
             let query = ["get", "--run", "r", "--lawa", "k=3,stride=1", "--at", "3"]
             let first = runCKStore(["--store", f.store] + query + ["-o", "-"])
             #expect(first.status == 0, "\(first.stderr)")

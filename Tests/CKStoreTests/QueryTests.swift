@@ -165,7 +165,7 @@ private func putStep(_ store: Store, _ dir: TemporaryDirectory, step: Int, run: 
     @Test(arguments: LibraryBackend.all)
     func materializeCachesAndTheCacheKeyFollowsTheInputs(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try makeRun(dir, backend: backend)
+            let store = try makeRun(dir, backend: backend).cachingFirstRequests()
             let plan = try store.plan(.lawa(k: 2, stride: 10, at: 50), run: "r")
             let first = try store.materialize(plan, to: .file(dir.file("a")))
             #expect(!first.fromCache && first.derivedDigest != nil)

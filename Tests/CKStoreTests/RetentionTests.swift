@@ -212,6 +212,7 @@ struct RetentionTests {
     @Test func derivedSnapshotsAreDroppedUnlessKept() throws {
         try withTemporaryDirectory("gc-derived") { dir throws in
             let f = RetentionFixture(dir)
+            cacheFirstRequests(store: f.store)
             let query = ["get", "--run", "a", "--lawa", "k=2,stride=100", "--at", "1000"]
             let first = runCLI(query + ["-o", dir.file("first.safetensors")], store: f.store)
             #expect(first.status == 0 && first.stderr.contains("computed"), "\(first.stderr)")
@@ -244,6 +245,7 @@ struct RetentionTests {
     @Test func dryRunChangesNothingAndPredictsTheRealRun() {
         withTemporaryDirectory("gc-dry") { dir in
             let f = RetentionFixture(dir)
+            cacheFirstRequests(store: f.store)
             _ = runCLI(["get", "--run", "a", "--lawa", "k=2,stride=100", "--at", "1000", "-o", dir.file("x.safetensors")], store: f.store)
             let args = ["gc", "--keep-last", "3", "--keep-every", "500"]
             let before = storeSnapshot(f.store)

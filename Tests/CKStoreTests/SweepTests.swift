@@ -102,10 +102,10 @@ private final class CountingBlobStore: BlobStore {
     @Test(arguments: LibraryBackend.all)
     func sweepResultsAreBitIdenticalToSingleQueriesAndCachedUnderTheirKeys(_ backend: LibraryBackend) throws {
         try withTemporaryDirectory { dir in
-            let store = try backend.makeStore(dir, "store")
+            let store = try backend.makeStore(dir, "store").cachingFirstRequests()
             try putSteps(store, dir, steps: Array(stride(from: 0, through: 120, by: 10)))
             // A second store with the same snapshots, where each recipe is materialized alone.
-            let alone = try backend.makeStore(dir, "alone")
+            let alone = try backend.makeStore(dir, "alone").cachingFirstRequests()
             try putSteps(alone, dir, steps: Array(stride(from: 0, through: 120, by: 10)))
             let plan = try store.planSweep(run: "r", ks: [1, 2, 3, 5], strides: [10, 20, 30], at: [120])
             let plans = plan.cells.compactMap(\.plan)
@@ -232,13 +232,14 @@ private final class CountingBlobStore: BlobStore {
             let path = dir.file("store")
             try Store.initialize(at: path)
             setChunkSize(store: path, 4096)
+            cacheFirstRequests(store: path)
             let store = try Store(path: path)
             try putSteps(store, dir, steps: [0, 10, 20])
             let plans = try store.planSweep(run: "r", ks: [2, 3], strides: [10], at: [20]).cells.compactMap(\.plan)
             let first = try store.materializeSweep(plans, to: [.file(dir.file("x0")), .file(dir.file("x1"))])
             // Damage every blob of the k=3 result that no other snapshot shares.
-            let manifest = try store.manifest(of: ResolvedRef(digest: first[1].derivedDigest!, snapshot: nil))
-            let other = try store.manifest(of: ResolvedRef(digest: first[0].derivedDigest!, snapshot: nil))
+            let manifest = try store.manifest(of: ResolvedRef(digest: try #require(first[1].derivedDigest), snapshot: nil))
+            let other = try store.manifest(of: ResolvedRef(digest: try #require(first[0].derivedDigest), snapshot: nil))
             let shared = Set(other.tensors.flatMap(\.chunks).map(\.hash))
             for chunk in manifest.tensors.flatMap(\.chunks) where !shared.contains(chunk.hash) {
                 LibraryBackend.sqliteLocal.damageBlob(store, chunk.hash)

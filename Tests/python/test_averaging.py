@@ -182,14 +182,16 @@ def test_rounding_ties_go_to_even(tmp_path, ckstore):
 
 
 def test_output_is_byte_identical_every_time_and_cached(tmp_path, snapshots, ckstore):
-    a = tmp_path / "a.safetensors"
-    b = tmp_path / "b.safetensors"
-    c = tmp_path / "c.safetensors"
+    a, b, c, d = (tmp_path / f"{name}.safetensors" for name in "abcd")
+    # The default cache policy (second-hit): computed, computed and cached, served from the cache.
     first = ckstore("get", "--lawa", "k=3,stride=10", "--at", "50", "-o", str(a))
     second = ckstore("get", "--lawa", "k=3,stride=10", "--at", "50", "-o", str(b))
-    third = ckstore("get", "--lawa", "k=3,stride=10", "--at", "50", "--no-cache", "-o", str(c))
-    assert a.read_bytes() == b.read_bytes() == c.read_bytes()
-    assert "computed" in first.stderr and "from the cache" in second.stderr and "computed" in third.stderr
+    third = ckstore("get", "--lawa", "k=3,stride=10", "--at", "50", "-o", str(c))
+    fourth = ckstore("get", "--lawa", "k=3,stride=10", "--at", "50", "--no-cache", "-o", str(d))
+    assert a.read_bytes() == b.read_bytes() == c.read_bytes() == d.read_bytes()
+    assert "computed" in first.stderr and "derived sha256" not in first.stderr
+    assert "computed" in second.stderr and "derived sha256" in second.stderr
+    assert "from the cache" in third.stderr and "computed" in fourth.stderr
     derived = json.loads(ckstore("ls", "--derived", "--json").stdout)["derived"]
     assert [d["recipe"] for d in derived] == ["lawa run=r k=3 stride=10 at=50"]
 

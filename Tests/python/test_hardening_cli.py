@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+from cache_policy_support import cache_first_requests
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +184,7 @@ def test_rm_json(ckstore_bin, filled, model):
 
 def test_ls_query_json_has_the_cached_key_that_show_has(ckstore_bin, filled, model):
     run(ckstore_bin, "--store", filled, "put", "--run", "r", "--step", "2", str(model))
+    cache_first_requests(filled)  # a test of the cache itself
     query = ["--run", "r", "--lawa", "k=2,stride=1", "--at", "2", "--json"]
     ls = json.loads(run(ckstore_bin, "--store", filled, "ls", *query).stdout)
     show = json.loads(run(ckstore_bin, "--store", filled, "show", *query).stdout)

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from reliability_support import CK, acknowledged_digest, assert_reads_back, object_files, write_safetensors
+from cache_policy_support import cache_first_requests
 
 
 def tensors_for(step: int, n: int = 256) -> dict[str, np.ndarray]:
@@ -128,6 +129,7 @@ def test_gc_still_collects_when_rows_justify_every_deletion(ckstore_bin, tmp_pat
     """rm of every snapshot, then gc dropping the last cached average: every file gc deletes
     had a chunk row, so gc goes ahead (no false refusal). rm never deletes orphans."""
     ck = make_store(ckstore_bin, tmp_path)
+    cache_first_requests(ck.store)  # a test of the cache itself
     for step in (10, 20):
         put(ck, tmp_path, "r", step)
     ck.run("get", "--run", "r", "--lawa", "k=2,stride=10", "--at", "20", "-o", str(tmp_path / "avg.safetensors"))
@@ -243,6 +245,7 @@ def blob_path(store: str, h: str) -> Path:
 
 def test_fsck_names_damaged_snapshots_and_repair_fixes_only_what_it_can_prove(ckstore_bin, tmp_path):
     ck = make_store(ckstore_bin, tmp_path)
+    cache_first_requests(ck.store)  # a test of the cache itself
     digests, files = {}, {}
     for step in (1000, 2000, 3000):
         digests[step], files[step], _ = put(ck, tmp_path, "r", step)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from reliability_support import CK, env_float, write_safetensors
+from cache_policy_support import cache_first_requests
 
 LAWA = ("--lawa", "k=2,stride=10")
 
@@ -168,6 +169,7 @@ def test_cached_average_pointing_at_another_recipe_is_dropped_and_recomputed(cks
     store = str(tmp_path / "store")
     ck = CK(ckstore_bin, store)
     setup_run(ck, tmp_path)
+    cache_first_requests(store)  # a test of the cache itself
     expected20 = get_bytes(ck, *LAWA, "--at", "20", "--no-cache")
     get_bytes(ck, *LAWA, "--at", "20")
     get_bytes(ck, *LAWA, "--at", "10")
@@ -191,6 +193,7 @@ def test_cached_average_whose_own_metadata_names_another_recipe_is_not_served(ck
     store = str(tmp_path / "store")
     ck = CK(ckstore_bin, store)
     setup_run(ck, tmp_path)
+    cache_first_requests(store)  # a test of the cache itself
     expected = get_bytes(ck, *LAWA, "--at", "20", "--no-cache")
     get_bytes(ck, *LAWA, "--at", "20")
     # Rewrite the cached result's own metadata: its manifest header now names other inputs.
@@ -213,6 +216,7 @@ def test_damaged_cached_average_is_recomputed_by_get(ckstore_bin, tmp_path):
     store = str(tmp_path / "store")
     ck = CK(ckstore_bin, store)
     setup_run(ck, tmp_path)
+    cache_first_requests(store)  # a test of the cache itself
     expected = get_bytes(ck, *LAWA, "--at", "20", "--no-cache")
     recipe = "lawa run=r k=2 stride=10 at=20"
     for how in ("missing", "corrupt"):
@@ -243,6 +247,7 @@ def test_damaged_cached_average_is_recomputed_by_watch(ckstore_bin, tmp_path):
     store = str(tmp_path / "store")
     ck = CK(ckstore_bin, store)
     setup_run(ck, tmp_path)
+    cache_first_requests(store)  # a test of the cache itself
     expected = get_bytes(ck, *LAWA, "--at", "20", "--no-cache")
     get_bytes(ck, *LAWA, "--at", "20")
     blobs = derived_blobs(store, "lawa run=r k=2 stride=10 at=20")
@@ -313,6 +318,7 @@ def test_repaired_cache_blob_written_with_other_settings_keeps_its_row_consisten
     ck = CK(ckstore_bin, store)
     ck.init()
     setup_run(ck, tmp_path)
+    cache_first_requests(store)  # a test of the cache itself
     expected = get_bytes(ck, *LAWA, "--at", "20", "--no-cache")
     get_bytes(ck, *LAWA, "--at", "20")  # cached with derived_compression "none"
     blob = derived_blobs(store, "lawa run=r k=2 stride=10 at=20")[0]

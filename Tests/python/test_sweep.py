@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cache_policy_support import cache_first_requests
 
 RUN = "sweep-run"
 STEPS = list(range(0, 3001, 250))  # 13 snapshots every 250 steps
@@ -109,6 +110,7 @@ def derived_count(ckstore) -> int:
 
 
 def test_sweep_outputs_are_bit_identical_to_single_queries_and_cached(run_store, ckstore_bin, ckstore, tmp_path):
+    cache_first_requests(run_store)  # a test of the cache itself
     out = tmp_path / "out"
     out.mkdir()
     exec = f"cp {{path}} '{out}'/{{variant}}-{{step}}.safetensors"
@@ -132,6 +134,7 @@ def test_sweep_outputs_are_bit_identical_to_single_queries_and_cached(run_store,
 
 
 def test_sweep_serves_cached_pairs_and_computes_the_rest(run_store, ckstore_bin, ckstore, tmp_path):
+    cache_first_requests(run_store)  # a test of the cache itself
     ckstore("get", "--run", RUN, "--lawa", "k=4,stride=500", "--at", "3000", "-o", str(tmp_path / "x.st"))
     proc = run_sweep(ckstore_bin, run_store, tmp_path, "--run", RUN, "--lawa", "k=2,4", "--stride", "500",
                      "--at", "3000", "--exec", "true")
@@ -185,6 +188,7 @@ def test_dry_run_lists_the_plan_and_changes_nothing(run_store, ckstore_bin, ckst
 
 
 def test_dry_run_shows_cached_pairs(run_store, ckstore_bin, ckstore, tmp_path):
+    cache_first_requests(run_store)  # a test of the cache itself
     ckstore("get", "--run", RUN, "--lawa", "k=2,stride=250", "--at", "3000", "-o", str(tmp_path / "x.st"))
     proc = run_sweep(ckstore_bin, run_store, tmp_path, "--run", RUN, "--lawa", "k=2,3", "--stride", "250", "--at", "3000",
                      "--dry-run")

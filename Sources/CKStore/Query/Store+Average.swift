@@ -66,7 +66,9 @@ extension Store {
         let lookUp = requested && !isReadOnly && configuration.cachePolicy != .never
         return try withLock(exclusive: false) { () throws(CKStoreError) -> AverageReport in
             let view = try consistentLayout(requestedPlan, lookUpCache: lookUp)
-            let useCache = lookUp && cacheAdmits(view)
+            let hadEntry = view.cachedFile != nil || view.cachedTree != nil
+            let useCache = lookUp && cacheAdmits(view.plan, hadEntry: hadEntry)
+            defer { if useCache && !hadEntry { releaseClaim(view.plan) } }
             switch view.inputs {
             case .tree(let layout):
                 return try materializeTree(view, layout: layout, output: output, useCache: useCache, start: start)
@@ -86,19 +88,25 @@ extension Store {
         }
     }
 
-    /// Whether a result computed for `view` is stored in the cache, by `cache_policy`: always
-    /// with `always`, and with `second-hit` when a cached entry was found (served, or dropped
-    /// and recomputed) or the request log says the recipe was asked for before (the request is
-    /// noted there now). Only asked when the cache is looked up.
-    func cacheAdmits(_ view: PlanView) -> Bool {
+    /// Whether a result computed for `plan` is stored in the cache, by `cache_policy`: always
+    /// with `always`, and with `second-hit` when a cached entry was found (`hadEntry`: served,
+    /// or dropped and recomputed) or the request log says the recipe was asked for before (the
+    /// request is noted there now; a true answer claims the recipe until `releaseClaim`). Only
+    /// asked when the cache is looked up.
+    func cacheAdmits(_ plan: QueryPlan, hadEntry: Bool) -> Bool {
         switch configuration.cachePolicy {
         case .always: return true
         case .never: return false
         case .secondHit:
-            if view.cachedFile != nil || view.cachedTree != nil { return true }
+            if hadEntry { return true }
             guard let requestLog else { return true }
-            return requestLog.noteRequest(view.plan.cacheKey)
+            return requestLog.noteRequest(plan.cacheKey)
         }
+    }
+
+    /// Ends the request log's claim on `plan` taken by `cacheAdmits` (no-op unless `second-hit`).
+    func releaseClaim(_ plan: QueryPlan) {
+        if configuration.cachePolicy == .secondHit { requestLog?.release(plan.cacheKey) }
     }
 
     /// `materialize` for single-file inputs, under the caller's lock.

@@ -140,8 +140,13 @@ extension Store {
     /// entry passes the same checks `materialize` makes; a rejected entry is dropped and
     /// recomputed (the report's `cacheNotes` say why). The others are computed together (see
     /// the engine's description above) and, with `useCache`, stored as derived snapshots under
-    /// the same keys `materialize` uses. Runs under the shared store lock, with every plan's
-    /// inputs loaded in one read view.
+    /// the same keys `materialize` uses, as `cache_policy` says: each plan (one (k, ν, step)
+    /// recipe) is one request, the same request as `get --lawa k=K,stride=NU --at S`, so under
+    /// `second-hit` a plan is stored when it (or that `get`) was asked for before. A sweep that
+    /// writes no output (every target nil) is a request to fill the cache: it stores every
+    /// result under `always` and `second-hit`. Under `never` nothing is looked up or stored
+    /// (`ckstore sweep` refuses to run without `--exec` then).
+    /// Runs under the shared store lock, with every plan's inputs loaded in one read view.
     /// - Returns: one report per plan, in order.
     /// - Throws: `.usage` when the plans do not share their newest input; `.integrity` for
     ///   damaged inputs; `.badInput` for inputs that do not agree; the output's errors.
@@ -161,7 +166,8 @@ extension Store {
             }
         }
         let start = nowMilliseconds()
-        let useCache = requested && !isReadOnly
+        let useCache = requested && !isReadOnly && configuration.cachePolicy != .never
+        let cacheOnly = targets.allSatisfy { $0 == nil }
         return try withLock(exclusive: false) { () throws(CKStoreError) -> [AverageReport] in
             let views = try readView { () throws(CKStoreError) -> [SweepView] in
                 var views: [SweepView] = []
@@ -207,8 +213,17 @@ extension Store {
                 pending.append(i)
             }
             if !pending.isEmpty {
+                // Each pending plan is one request (noted in the request log under second-hit).
+                let caching = pending.map { i in
+                    useCache && (cacheOnly || cacheAdmits(views[i].plan, hadEntry: views[i].cached != nil))
+                }
+                defer {
+                    for (n, i) in pending.enumerated() where caching[n] && !cacheOnly && views[i].cached == nil {
+                        releaseClaim(views[i].plan)
+                    }
+                }
                 let computed = try computeSweep(
-                    pending.map { views[$0] }, targets: pending.map { targets[$0] }, useCache: useCache, repair: repair)
+                    pending.map { views[$0] }, targets: pending.map { targets[$0] }, caching: caching, repair: repair)
                 for (n, i) in pending.enumerated() {
                     reports[i] = AverageReport(
                         plan: views[i].plan, fromCache: false, derivedDigest: computed[n].digest,
@@ -220,9 +235,9 @@ extension Store {
         }
     }
 
-    /// Computes `views` in one pass; returns each one's derived digest (when cached) and bytes
-    /// written.
-    private func computeSweep(_ views: [SweepView], targets: [OutputTarget?], useCache: Bool, repair: Bool)
+    /// Computes `views` in one pass, storing those whose `caching` flag is set as derived
+    /// snapshots; returns each one's derived digest (when cached) and bytes written.
+    private func computeSweep(_ views: [SweepView], targets: [OutputTarget?], caching: [Bool], repair: Bool)
         throws(CKStoreError) -> [(digest: SHA256Digest?, bytes: Int)]
     {
         // The distinct inputs, ascending, and which of them each combination uses.
@@ -254,7 +269,8 @@ extension Store {
             outputs.append(output)
         }
         let positional: [(PositionalOutput, Int)?] = outputs.map { o in o?.positional.map { ($0, o!.bytesWritten) } }
-        let cache = useCache ? CacheTarget(blobs: blobs, makeChunkIndex: metadata.chunkIndexFactory(), rewritesExisting: repair) : nil
+        let cache =
+            caching.contains(true) ? CacheTarget(blobs: blobs, makeChunkIndex: metadata.chunkIndexFactory(), rewritesExisting: repair) : nil
         var chunkLists = [[[ChunkRef]]](repeating: Array(repeating: [], count: layout0.tensors.count), count: views.count)
 
         let chunkSize = configuration.chunkSize
@@ -279,12 +295,17 @@ extension Store {
                 }
                 guard let cache else { return SweepResult(tensorIndex: job.tensorIndex, outputs: job.outputs, stored: []) }
                 var stored: [ChunkRef?] = []
+                var copied: ChunkRef?
                 for c in job.outputs.indices {
-                    // A copied segment is the same bytes for every combination: stored once.
-                    if !job.averaged, c > 0 {
-                        stored.append(stored[0])
+                    if !caching[c] {
+                        stored.append(nil)
+                    } else if !job.averaged, let copied {
+                        // A copied segment is the same bytes for every combination: stored once.
+                        stored.append(copied)
                     } else {
-                        stored.append(try worker.store(job, combination: c, cache: cache))
+                        let ref = try worker.store(job, combination: c, cache: cache)
+                        if !job.averaged { copied = ref }
+                        stored.append(ref)
                     }
                 }
                 return SweepResult(tensorIndex: job.tensorIndex, outputs: job.outputs, stored: stored)
@@ -335,7 +356,7 @@ extension Store {
         var digests = [SHA256Digest?](repeating: nil, count: views.count)
         if cache != nil {
             var records: [DerivedRecord] = []
-            for (c, view) in views.enumerated() {
+            for (c, view) in views.enumerated() where caching[c] {
                 let tensors = view.layout.tensors.enumerated().map { i, t in TensorEntry(info: t.info, chunks: chunkLists[c][i]) }
                 let manifest = Manifest(headerBytes: headers[c], dataLength: view.layout.manifests.last!.dataLength, tensors: tensors)
                 records.append(

@@ -22,6 +22,11 @@ public enum CachePolicy: String, Sendable, Equatable, CaseIterable {
 /// second-hit`. It is a hint, not a promise: it may forget a request (a slot reused by another
 /// key, a lost write), which only delays caching.
 package protocol QueryRequestLog: Sendable {
-    /// Notes a request for `key` and returns true when `key` had been requested before.
+    /// Notes a request for `key` and returns true when `key` had been requested before and
+    /// the caller is to store its result (the request then claims `key`: concurrent requests
+    /// get false until `release`, so the result is stored once).
     func noteRequest(_ key: SHA256Digest) -> Bool
+    /// Ends the claim `noteRequest` took on `key` (the result was stored, or storing it failed),
+    /// leaving `key` noted as requested.
+    func release(_ key: SHA256Digest)
 }

@@ -67,6 +67,7 @@ public final class Store {
             "integer_filter": "byteshuffle"
           },
           "derived_compression": "none",
+          "cache_policy": "second-hit",
           "workers": 0,
           "sync": "batch",
           "verify_reads": "checksum"

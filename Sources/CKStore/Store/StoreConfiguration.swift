@@ -25,8 +25,9 @@ public struct StoreConfiguration: Sendable, Equatable {
     /// "2d"). Default 24 h.
     public var pendingGraceSeconds: Int = 86_400
     /// When `get` stores a computed query result in the derived-snapshot cache
-    /// (`cache_policy`: `always`, `second-hit` or `never`).
-    public var cachePolicy: CachePolicy = .always
+    /// (`cache_policy`: `always`, `second-hit` or `never`). Default `second-hit`: a first
+    /// request costs what `--no-cache` costs, a repeated one is cached.
+    public var cachePolicy: CachePolicy = .secondHit
 
     /// The defaults (the same as Config/ckstore.json).
     public static let `default` = StoreConfiguration(

@@ -18,7 +18,11 @@ enum SweepCommand {
             stored step of RUN). Per step, every distinct input snapshot is read and decoded
             once per output chunk for all the pairs that use it; each result is bit-identical to
             `get --lawa k=K,stride=NU --at S` and is cached under the same key, so that command
-            is then a cache hit (--no-cache: not cached). With --exec, CMD runs through
+            is then a cache hit (--no-cache: not cached). With --exec, the store's cache_policy
+            decides, each (K, NU, S) counting as one request of that `get`: under second-hit
+            (the default) a pair is cached the second time it is asked for, by a sweep or a
+            get. Without --exec the sweep only fills the cache: every result is cached (refused
+            under cache_policy never). With --exec, CMD runs through
             /bin/sh -c on each result in turn (ascending S, then K, then NU), with the same
             placeholders and environment as `watch --exec` (values are never parsed as shell):
               {path}     $CKSTORE_PATH      the safetensors file (removed after CMD)
@@ -112,7 +116,10 @@ enum SweepCommand {
         } catch  where error.code == .usage {
             throw args.usage(error.message)
         }
-        if o.dryRun { return try dryRun(plan, store: store, noCache: o.noCache) }
+        if o.exec == nil && !o.dryRun && store.configuration.cachePolicy == .never {
+            throw args.usage("the store's cache_policy is never: without --exec the sweep would keep nothing")
+        }
+        if o.dryRun { return try dryRun(plan, store: store, noCache: o.noCache || store.configuration.cachePolicy == .never) }
         installStopHandlers()
         let template = o.exec.map { CommandTemplate(template: $0).expanded() }
         let tempDir = template == nil ? nil : try makeTemporaryDirectory()
@@ -145,7 +152,11 @@ enum SweepCommand {
                 let report = reports[n]
                 for note in report.cacheNotes { Console.err("ckstore: warning: sweep: \(note)") }
                 if !o.quiet {
-                    let source = report.fromCache ? "from the cache" : "computed from \(report.plan.inputs.count) inputs"
+                    let source =
+                        report.fromCache
+                        ? "from the cache"
+                        : "computed from \(report.plan.inputs.count) inputs"
+                            + (report.derivedDigest.map { ", cached as derived sha256:\($0.hex.prefix(12))…" } ?? "")
                     Console.err("sweep: \(report.plan.recipe): \(source) (\(Console.format(report.seconds, decimals: 2)) s for the step)")
                 }
                 guard let template, let path = paths[n] else { continue }

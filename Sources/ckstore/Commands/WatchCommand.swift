@@ -16,7 +16,7 @@ enum WatchCommand {
 
             Follows RUN while it is being written. Each time the LAWA window ending at a stored
             step s (s, s−NU, …, s−(K−1)·NU all stored) becomes complete, the average is
-            materialized (and cached as a derived snapshot) into a temporary file and CMD runs
+            materialized (and cached as cache_policy says) into a temporary file and CMD runs
             through /bin/sh -c. CMD gets the values in its environment, and these placeholders
             in CMD are replaced (in one pass) by references to those variables, so values are
             never parsed as shell code, whatever they contain or however CMD quotes them:
