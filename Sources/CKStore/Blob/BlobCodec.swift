@@ -17,12 +17,19 @@ final class BlobCodec {
         var floatFilter: ShuffleFilter = .hybridShuffle
         /// The filter for multi-byte integer tensors.
         var integerFilter: ShuffleFilter = .byteShuffle
+        /// Also try codec 2 (Huffman-coded exponent planes, `ExponentCodec`) on F16, BF16, F32
+        /// and F64 chunks, and keep it when its payload is smaller than the LZ4 one.
+        var floatEntropy: Bool = true
     }
 
     let settings: Settings
     private let filtered: ByteBuffer
     private let blob: ByteBuffer
     private let check: ByteBuffer
+    /// The byte planes of a chunk tried with codec 2 (allocated on first use).
+    private var planes: ByteBuffer?
+    /// Scratch decode table of codec 2.
+    private let huffmanTable: UnsafeMutablePointer<UInt16>
 
     /// Creates a codec for chunks of up to `maxChunkSize` raw bytes.
     init(maxChunkSize: Int, settings: Settings) {
@@ -30,6 +37,20 @@ final class BlobCodec {
         filtered = ByteBuffer(capacity: maxChunkSize)
         blob = ByteBuffer(capacity: BlobHeader.size + max(LZ4.bound(maxChunkSize), maxChunkSize))
         check = ByteBuffer(capacity: maxChunkSize)
+        huffmanTable = .allocate(capacity: Huffman.tableSize)
+    }
+
+    deinit {
+        huffmanTable.deallocate()
+    }
+
+    /// Whether chunks of `dtype` also try codec 2.
+    func triesEntropy(for dtype: DType) -> Bool {
+        guard settings.floatEntropy else { return false }
+        switch dtype {
+        case .f16, .bf16, .f32, .f64: return true
+        default: return false
+        }
     }
 
     /// The filter and lane width used for a chunk of `dtype`.
@@ -69,14 +90,37 @@ final class BlobCodec {
             header.filter = filter
             header.laneWidth = UInt8(lane)
             header.payloadLength = n
-            if settings.verifyAfterCompress {
-                let compressed = UnsafeRawBufferPointer(rebasing: payloadArea[0..<n])
-                let decoded = LZ4.decompress(compressed, into: check.prefix(raw.count))
-                guard decoded == raw.count, memcmp(check.storage.baseAddress!, source.baseAddress!, raw.count) == 0 else {
-                    throw CKStoreError(.integrity, "LZ4 round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
-                }
+        }
+        if tryCompression && triesEntropy(for: dtype) {
+            let lane = dtype.shuffleLaneWidth
+            let best = header.codec == .lz4 ? header.payloadLength - 1 : limit
+            if planes == nil || planes!.capacity < raw.count { planes = ByteBuffer(capacity: filtered.capacity) }
+            if let n = ExponentCodec.encode(raw, laneWidth: lane, planes: planes!.prefix(raw.count), into: payloadArea, limit: best) {
+                header.codec = .exponentPlanes
+                header.filter = .none
+                header.laneWidth = UInt8(lane)
+                header.payloadLength = n
             }
-        } else if raw.count > 0 {
+        }
+        if header.codec == .lz4 && settings.verifyAfterCompress {
+            let compressed = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
+            let decoded = LZ4.decompress(compressed, into: check.prefix(raw.count))
+            guard decoded == raw.count, memcmp(check.storage.baseAddress!, source.baseAddress!, raw.count) == 0 else {
+                throw CKStoreError(.integrity, "LZ4 round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
+            }
+        } else if header.codec == .exponentPlanes && settings.verifyAfterCompress {
+            let coded = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
+            do {
+                try ExponentCodec.decode(
+                    coded, laneWidth: Int(header.laneWidth), into: check.prefix(raw.count), planes: planes!.prefix(raw.count),
+                    table: huffmanTable)
+            } catch {
+                throw CKStoreError(.integrity, "exponent-planes round trip failed for a \(raw.count)-byte chunk (\(error.reason)): refusing to store it")
+            }
+            guard memcmp(check.storage.baseAddress!, raw.baseAddress!, raw.count) == 0 else {
+                throw CKStoreError(.integrity, "exponent-planes round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
+            }
+        } else if header.codec == .none && raw.count > 0 {
             payloadArea.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count)
         }
         let payload = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
@@ -131,6 +175,14 @@ final class BlobCodec {
                 Shuffle.invert(
                     header.filter, laneWidth: Int(header.laneWidth), source: UnsafeRawBufferPointer(target), destination: out,
                     scratch: check.storage)
+            }
+        case .exponentPlanes:
+            do {
+                try ExponentCodec.decode(
+                    payload, laneWidth: Int(header.laneWidth), into: out, planes: filtered.prefix(header.rawLength),
+                    table: huffmanTable)
+            } catch {
+                throw BlobDamage(offset: payloadOffset + error.offset, reason: error.reason)
             }
         }
         destination.count = header.rawLength

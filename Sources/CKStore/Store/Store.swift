@@ -64,7 +64,8 @@ public final class Store {
             "acceleration": 1,
             "min_savings": 0.03,
             "float_filter": "hybrid",
-            "integer_filter": "byteshuffle"
+            "integer_filter": "byteshuffle",
+            "float_entropy": "huffman"
           },
           "derived_compression": "none",
           "workers": 0,
