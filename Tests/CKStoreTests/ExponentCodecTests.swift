@@ -147,7 +147,9 @@ import Testing
     }
 
     @Test func specialValuesRoundTripInEveryWidth() throws {
-        let f32: [Float] = [.nan, -.nan, .infinity, -.infinity, 0, -0, .leastNonzeroMagnitude, -.leastNormalMagnitude, .greatestFiniteMagnitude, 1e-40, 3]
+        let f32: [Float] = [
+            .nan, -.nan, .infinity, -.infinity, 0, -0, .leastNonzeroMagnitude, -.leastNormalMagnitude, .greatestFiniteMagnitude, 1e-40, 3,
+        ]
         let f64: [Double] = [.nan, .infinity, -.infinity, 0, -0, .leastNonzeroMagnitude, 4.9e-320, .greatestFiniteMagnitude, -1]
         var raw4: [UInt8] = []
         var raw2: [UInt8] = []

@@ -19,7 +19,7 @@ final class BlobCodec {
         var integerFilter: ShuffleFilter = .byteShuffle
         /// Also try codec 2 (Huffman-coded exponent planes, `ExponentCodec`) on F16, BF16, F32
         /// and F64 chunks, and keep it when its payload is smaller than the LZ4 one.
-        var floatEntropy: Bool = true
+        var floatEntropy: Bool = false
     }
 
     let settings: Settings
@@ -76,31 +76,36 @@ final class BlobCodec {
         let (filter, lane) = filterChoice(for: dtype)
         let limit = Int(Double(raw.count) * (1 - settings.minimumSavings))
         let tryCompression = raw.count > 0 && limit > 0
-        var source = raw
-        if filter != .none && tryCompression {
-            Shuffle.apply(filter, laneWidth: lane, source: raw, destination: filtered.prefix(raw.count), scratch: check.storage)
-            source = UnsafeRawBufferPointer(filtered.prefix(raw.count))
-        }
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blob.storage[BlobHeader.size...])
         var header = BlobHeader(
             codec: .none, filter: .none, laneWidth: 1, rawLength: raw.count, payloadLength: raw.count, payloadChecksum: 0,
             address: BlobHeader.address(of: name))
-        if tryCompression, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
+        // Codec 2 is planned first (split into planes, count symbols: cheap). LZ4 is skipped
+        // when codec 2 fits and the chunk's low mantissa plane is noise (then LZ4 finds no
+        // repeats beyond the exponent bits that codec 2 codes better); otherwise both run and
+        // the smaller payload is kept.
+        var plan: ExponentCodec.Plan? = nil
+        if tryCompression && triesEntropy(for: dtype) {
+            if planes == nil { planes = ByteBuffer(capacity: filtered.capacity) }
+            plan = ExponentCodec.plan(raw, laneWidth: dtype.shuffleLaneWidth, planes: planes!.prefix(raw.count))
+        }
+        let skipLZ4 = plan.map { $0.lowPlaneIsNoise && $0.size <= limit } ?? false
+        var source = raw
+        if filter != .none && tryCompression && !skipLZ4 {
+            Shuffle.apply(filter, laneWidth: lane, source: raw, destination: filtered.prefix(raw.count), scratch: check.storage)
+            source = UnsafeRawBufferPointer(filtered.prefix(raw.count))
+        }
+        if tryCompression && !skipLZ4, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
             header.codec = .lz4
             header.filter = filter
             header.laneWidth = UInt8(lane)
             header.payloadLength = n
         }
-        if tryCompression && triesEntropy(for: dtype) {
-            let lane = dtype.shuffleLaneWidth
-            let best = header.codec == .lz4 ? header.payloadLength - 1 : limit
-            if planes == nil || planes!.capacity < raw.count { planes = ByteBuffer(capacity: filtered.capacity) }
-            if let n = ExponentCodec.encode(raw, laneWidth: lane, planes: planes!.prefix(raw.count), into: payloadArea, limit: best) {
-                header.codec = .exponentPlanes
-                header.filter = .none
-                header.laneWidth = UInt8(lane)
-                header.payloadLength = n
-            }
+        if let plan, plan.size <= (header.codec == .lz4 ? header.payloadLength - 1 : limit), plan.size + 8 <= payloadArea.count {
+            header.codec = .exponentPlanes
+            header.filter = .none
+            header.laneWidth = UInt8(plan.width)
+            header.payloadLength = ExponentCodec.write(plan, raw: raw, planes: planes!.prefix(raw.count), into: payloadArea)
         }
         if header.codec == .lz4 && settings.verifyAfterCompress {
             let compressed = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
@@ -115,10 +120,12 @@ final class BlobCodec {
                     coded, laneWidth: Int(header.laneWidth), into: check.prefix(raw.count), planes: planes!.prefix(raw.count),
                     table: huffmanTable)
             } catch {
-                throw CKStoreError(.integrity, "exponent-planes round trip failed for a \(raw.count)-byte chunk (\(error.reason)): refusing to store it")
+                throw CKStoreError(
+                    .integrity, "exponent-planes round trip failed for a \(raw.count)-byte chunk (\(error.reason)): refusing to store it")
             }
             guard memcmp(check.storage.baseAddress!, raw.baseAddress!, raw.count) == 0 else {
-                throw CKStoreError(.integrity, "exponent-planes round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
+                throw CKStoreError(
+                    .integrity, "exponent-planes round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
             }
         } else if header.codec == .none && raw.count > 0 {
             payloadArea.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count)

@@ -165,7 +165,8 @@ struct BlobHeader: Equatable, Sendable {
                 return .failure(Problem(offset: 7, reason: "codec 2 (exponent planes) with lane width \(lane), expected 2, 4 or 8"))
             }
             guard payload <= UInt64(ExponentCodec.payloadBound(rawLength: Int(raw), laneWidth: Int(lane))) else {
-                return .failure(Problem(offset: 16, reason: "exponent-planes payload length \(payload) exceeds the bound for \(raw) raw bytes"))
+                return .failure(
+                    Problem(offset: 16, reason: "exponent-planes payload length \(payload) exceeds the bound for \(raw) raw bytes"))
             }
         }
         var address: (UInt64, UInt64, UInt64)? = nil

@@ -65,7 +65,7 @@ public final class Store {
             "min_savings": 0.03,
             "float_filter": "hybrid",
             "integer_filter": "byteshuffle",
-            "float_entropy": "huffman"
+            "float_entropy": "none"
           },
           "derived_compression": "none",
           "workers": 0,

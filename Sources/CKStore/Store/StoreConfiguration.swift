@@ -14,8 +14,8 @@ public struct StoreConfiguration: Sendable, Equatable {
     public var integerFilter: ShuffleFilter
     /// Also try the Huffman-coded exponent planes (blob codec 2) on F16, BF16, F32 and F64
     /// chunks, keeping them where they are smaller than LZ4 (`compression.float_entropy`:
-    /// `huffman` or `none`).
-    public var floatEntropy: Bool = true
+    /// `huffman` or `none`; default `none`: it makes put slower, see Config/README.md).
+    public var floatEntropy: Bool = false
     /// Worker threads; 0 = one per core.
     public var workers: Int
     /// Re-hash decoded chunks with SHA-256 on every read.
