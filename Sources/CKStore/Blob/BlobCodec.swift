@@ -115,17 +115,12 @@ final class BlobCodec {
             }
         } else if header.codec == .exponentPlanes && settings.verifyAfterCompress {
             let coded = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
-            do {
-                try ExponentCodec.decode(
-                    coded, laneWidth: Int(header.laneWidth), into: check.prefix(raw.count), planes: planes!.prefix(raw.count),
-                    table: huffmanTable)
-            } catch {
+            if let problem = ExponentCodec.verify(
+                coded, laneWidth: Int(header.laneWidth), raw: raw, original: UnsafeRawBufferPointer(planes!.prefix(raw.count)),
+                scratch: check.prefix(raw.count), table: huffmanTable)
+            {
                 throw CKStoreError(
-                    .integrity, "exponent-planes round trip failed for a \(raw.count)-byte chunk (\(error.reason)): refusing to store it")
-            }
-            guard memcmp(check.storage.baseAddress!, raw.baseAddress!, raw.count) == 0 else {
-                throw CKStoreError(
-                    .integrity, "exponent-planes round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
+                    .integrity, "exponent-planes round trip check failed for a \(raw.count)-byte chunk (\(problem)): refusing to store it")
             }
         } else if header.codec == .none && raw.count > 0 {
             payloadArea.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count)

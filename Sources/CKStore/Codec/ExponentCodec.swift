@@ -183,8 +183,44 @@ enum ExponentCodec {
         _ payload: UnsafeRawBufferPointer, laneWidth w: Int, into out: UnsafeMutableRawBufferPointer,
         planes: UnsafeMutableRawBufferPointer, table: UnsafeMutablePointer<UInt16>
     ) throws(Huffman.Damage) {
-        precondition(supports(laneWidth: w) && planes.count >= out.count)
-        let total = out.count
+        let o = try decodePlanes(payload, laneWidth: w, rawLength: out.count, planes: planes, table: table)
+        guard let dst = out.baseAddress, let src = payload.baseAddress else { return }
+        let n = out.count / w
+        let p = planes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? placeholder
+        joinRotated(p, into: dst, elements: n, width: w)
+        if out.count > n * w { (dst + n * w).copyMemory(from: src + o, byteCount: out.count - n * w) }
+    }
+
+    /// The round-trip check of a written payload, at the level of the planes (as LZ4 payloads
+    /// are checked against the filtered bytes): decodes the planes of `payload` into `scratch`
+    /// and compares them, and the tail, with the `original` planes and `raw`. Returns why they
+    /// differ, or nil.
+    static func verify(
+        _ payload: UnsafeRawBufferPointer, laneWidth w: Int, raw: UnsafeRawBufferPointer, original: UnsafeRawBufferPointer,
+        scratch: UnsafeMutableRawBufferPointer, table: UnsafeMutablePointer<UInt16>
+    ) -> String? {
+        let o: Int
+        do {
+            o = try decodePlanes(payload, laneWidth: w, rawLength: raw.count, planes: scratch, table: table)
+        } catch {
+            return "byte \(error.offset): \(error.reason)"
+        }
+        let n = raw.count / w
+        let planeBytes = n * w
+        if planeBytes > 0 && memcmp(scratch.baseAddress!, original.baseAddress!, planeBytes) != 0 { return "planes differ" }
+        if raw.count > planeBytes && memcmp(payload.baseAddress! + o, raw.baseAddress! + planeBytes, raw.count - planeBytes) != 0 {
+            return "tail differs"
+        }
+        return nil
+    }
+
+    /// Decodes the planes of `payload` into `planes` (checking every field); returns the offset
+    /// of the tail in the payload.
+    static func decodePlanes(
+        _ payload: UnsafeRawBufferPointer, laneWidth w: Int, rawLength total: Int, planes: UnsafeMutableRawBufferPointer,
+        table: UnsafeMutablePointer<UInt16>
+    ) throws(Huffman.Damage) -> Int {
+        precondition(supports(laneWidth: w) && planes.count >= total)
         let n = total / w
         let tail = total - n * w
         guard let src = payload.baseAddress, payload.count > 0 else { throw Huffman.Damage(offset: 0, reason: "payload is empty") }
@@ -221,9 +257,7 @@ enum ExponentCodec {
             throw Huffman.Damage(
                 offset: o, reason: "payload has \(payload.count - o) bytes after its planes, expected the \(tail)-byte tail")
         }
-        guard let dst = out.baseAddress else { return }
-        joinRotated(p, into: dst, elements: n, width: w)
-        if tail > 0 { (dst + n * w).copyMemory(from: src + o, byteCount: tail) }
+        return o
     }
 
     /// Rotates each of `n` elements of `width` bytes left by one bit and byte-shuffles them
@@ -290,3 +324,7 @@ enum ExponentCodec {
         }
     }
 }
+
+#if canImport(Glibc)
+    import Glibc
+#endif
