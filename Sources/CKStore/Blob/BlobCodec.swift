@@ -17,12 +17,19 @@ final class BlobCodec {
         var floatFilter: ShuffleFilter = .hybridShuffle
         /// The filter for multi-byte integer tensors.
         var integerFilter: ShuffleFilter = .byteShuffle
+        /// Also try codec 2 (Huffman-coded exponent planes, `ExponentCodec`) on F16, BF16, F32
+        /// and F64 chunks, and keep it when its payload is smaller than the LZ4 one.
+        var floatEntropy: Bool = false
     }
 
     let settings: Settings
     private let filtered: ByteBuffer
     private let blob: ByteBuffer
     private let check: ByteBuffer
+    /// The byte planes of a chunk tried with codec 2 (allocated on first use).
+    private var planes: ByteBuffer?
+    /// Scratch decode table of codec 2.
+    private let huffmanTable: UnsafeMutablePointer<UInt16>
 
     /// Creates a codec for chunks of up to `maxChunkSize` raw bytes.
     init(maxChunkSize: Int, settings: Settings) {
@@ -30,6 +37,20 @@ final class BlobCodec {
         filtered = ByteBuffer(capacity: maxChunkSize)
         blob = ByteBuffer(capacity: BlobHeader.size + max(LZ4.bound(maxChunkSize), maxChunkSize))
         check = ByteBuffer(capacity: maxChunkSize)
+        huffmanTable = .allocate(capacity: Huffman.tableSize)
+    }
+
+    deinit {
+        huffmanTable.deallocate()
+    }
+
+    /// Whether chunks of `dtype` also try codec 2.
+    func triesEntropy(for dtype: DType) -> Bool {
+        guard settings.floatEntropy else { return false }
+        switch dtype {
+        case .f16, .bf16, .f32, .f64: return true
+        default: return false
+        }
     }
 
     /// The filter and lane width used for a chunk of `dtype`.
@@ -55,28 +76,53 @@ final class BlobCodec {
         let (filter, lane) = filterChoice(for: dtype)
         let limit = Int(Double(raw.count) * (1 - settings.minimumSavings))
         let tryCompression = raw.count > 0 && limit > 0
-        var source = raw
-        if filter != .none && tryCompression {
-            Shuffle.apply(filter, laneWidth: lane, source: raw, destination: filtered.prefix(raw.count), scratch: check.storage)
-            source = UnsafeRawBufferPointer(filtered.prefix(raw.count))
-        }
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blob.storage[BlobHeader.size...])
         var header = BlobHeader(
             codec: .none, filter: .none, laneWidth: 1, rawLength: raw.count, payloadLength: raw.count, payloadChecksum: 0,
             address: BlobHeader.address(of: name))
-        if tryCompression, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
+        // Codec 2 is planned first (split into planes, count symbols: cheap). LZ4 is skipped
+        // when codec 2 fits and the chunk's low mantissa plane is noise (then LZ4 finds no
+        // repeats beyond the exponent bits that codec 2 codes better); otherwise both run and
+        // the smaller payload is kept.
+        var plan: ExponentCodec.Plan? = nil
+        if tryCompression && triesEntropy(for: dtype) {
+            if planes == nil { planes = ByteBuffer(capacity: filtered.capacity) }
+            plan = ExponentCodec.plan(raw, laneWidth: dtype.shuffleLaneWidth, planes: planes!.prefix(raw.count))
+        }
+        let skipLZ4 = plan.map { $0.lowPlaneIsNoise && $0.size <= limit } ?? false
+        var source = raw
+        if filter != .none && tryCompression && !skipLZ4 {
+            Shuffle.apply(filter, laneWidth: lane, source: raw, destination: filtered.prefix(raw.count), scratch: check.storage)
+            source = UnsafeRawBufferPointer(filtered.prefix(raw.count))
+        }
+        if tryCompression && !skipLZ4, let n = LZ4.compress(source, into: payloadArea, acceleration: settings.acceleration), n <= limit {
             header.codec = .lz4
             header.filter = filter
             header.laneWidth = UInt8(lane)
             header.payloadLength = n
-            if settings.verifyAfterCompress {
-                let compressed = UnsafeRawBufferPointer(rebasing: payloadArea[0..<n])
-                let decoded = LZ4.decompress(compressed, into: check.prefix(raw.count))
-                guard decoded == raw.count, memcmp(check.storage.baseAddress!, source.baseAddress!, raw.count) == 0 else {
-                    throw CKStoreError(.integrity, "LZ4 round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
-                }
+        }
+        if let plan, plan.size <= (header.codec == .lz4 ? header.payloadLength - 1 : limit), plan.size + 8 <= payloadArea.count {
+            header.codec = .exponentPlanes
+            header.filter = .none
+            header.laneWidth = UInt8(plan.width)
+            header.payloadLength = ExponentCodec.write(plan, raw: raw, planes: planes!.prefix(raw.count), into: payloadArea)
+        }
+        if header.codec == .lz4 && settings.verifyAfterCompress {
+            let compressed = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
+            let decoded = LZ4.decompress(compressed, into: check.prefix(raw.count))
+            guard decoded == raw.count, memcmp(check.storage.baseAddress!, source.baseAddress!, raw.count) == 0 else {
+                throw CKStoreError(.integrity, "LZ4 round trip check failed for a \(raw.count)-byte chunk: refusing to store it")
             }
-        } else if raw.count > 0 {
+        } else if header.codec == .exponentPlanes && settings.verifyAfterCompress {
+            let coded = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
+            if let problem = ExponentCodec.verify(
+                coded, laneWidth: Int(header.laneWidth), raw: raw, original: UnsafeRawBufferPointer(planes!.prefix(raw.count)),
+                scratch: check.prefix(raw.count), table: huffmanTable)
+            {
+                throw CKStoreError(
+                    .integrity, "exponent-planes round trip check failed for a \(raw.count)-byte chunk (\(problem)): refusing to store it")
+            }
+        } else if header.codec == .none && raw.count > 0 {
             payloadArea.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count)
         }
         let payload = UnsafeRawBufferPointer(rebasing: payloadArea[0..<header.payloadLength])
@@ -131,6 +177,14 @@ final class BlobCodec {
                 Shuffle.invert(
                     header.filter, laneWidth: Int(header.laneWidth), source: UnsafeRawBufferPointer(target), destination: out,
                     scratch: check.storage)
+            }
+        case .exponentPlanes:
+            do {
+                try ExponentCodec.decode(
+                    payload, laneWidth: Int(header.laneWidth), into: out, planes: filtered.prefix(header.rawLength),
+                    table: huffmanTable)
+            } catch {
+                throw BlobDamage(offset: payloadOffset + error.offset, reason: error.reason)
             }
         }
         destination.count = header.rawLength

@@ -5,7 +5,8 @@
 /// offset size field
 ///  0     4    magic "CKB1" (0x43 0x4B 0x42 0x31)
 ///  4     1    format version (2; 1 in blobs of ckstore 0.1)
-///  5     1    codec: 0 = none (payload is the filtered bytes), 1 = LZ4 block
+///  5     1    codec: 0 = none (payload is the filtered bytes), 1 = LZ4 block, 2 = exponent
+///              planes (`ExponentCodec`; filter 0, lane width 2, 4 or 8)
 ///  6     1    filter: 0 = none, 1 = byte-shuffle, 2 = bit-shuffle, 3 = hybrid (see `ShuffleFilter`)
 ///  7     1    filter lane width in bytes (1, 2, 4 or 8)
 ///  8     8    raw length: bytes of the chunk after decoding (u64 little-endian)
@@ -44,6 +45,8 @@ struct BlobHeader: Equatable, Sendable {
     enum Codec: UInt8, Sendable {
         case none = 0
         case lz4 = 1
+        /// Sign-rotated byte planes, each raw, constant or Huffman-coded (`ExponentCodec`).
+        case exponentPlanes = 2
     }
 
     var codec: Codec
@@ -153,6 +156,18 @@ struct BlobHeader: Equatable, Sendable {
         }
         if codec == .lz4 && payload > UInt64(LZ4.bound(Int(raw))) {
             return .failure(Problem(offset: 16, reason: "LZ4 payload length \(payload) exceeds the bound for \(raw) raw bytes"))
+        }
+        if codec == .exponentPlanes {
+            guard filter == .none else {
+                return .failure(Problem(offset: 6, reason: "codec 2 (exponent planes) with filter \(filter.rawValue), expected 0"))
+            }
+            guard ExponentCodec.supports(laneWidth: Int(lane)) else {
+                return .failure(Problem(offset: 7, reason: "codec 2 (exponent planes) with lane width \(lane), expected 2, 4 or 8"))
+            }
+            guard payload <= UInt64(ExponentCodec.payloadBound(rawLength: Int(raw), laneWidth: Int(lane))) else {
+                return .failure(
+                    Problem(offset: 16, reason: "exponent-planes payload length \(payload) exceeds the bound for \(raw) raw bytes"))
+            }
         }
         var address: (UInt64, UInt64, UInt64)? = nil
         if version == 2 {

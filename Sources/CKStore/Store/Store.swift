@@ -64,7 +64,8 @@ public final class Store {
             "acceleration": 1,
             "min_savings": 0.03,
             "float_filter": "hybrid",
-            "integer_filter": "byteshuffle"
+            "integer_filter": "byteshuffle",
+            "float_entropy": "none"
           },
           "derived_compression": "none",
           "cache_policy": "second-hit",

@@ -12,6 +12,10 @@ public struct StoreConfiguration: Sendable, Equatable {
     public var floatFilter: ShuffleFilter
     /// Filter for multi-byte integer tensors.
     public var integerFilter: ShuffleFilter
+    /// Also try the Huffman-coded exponent planes (blob codec 2) on F16, BF16, F32 and F64
+    /// chunks, keeping them where they are smaller than LZ4 (`compression.float_entropy`:
+    /// `huffman` or `none`; default `none`: it makes put slower, see Config/README.md).
+    public var floatEntropy: Bool = false
     /// Worker threads; 0 = one per core.
     public var workers: Int
     /// Re-hash decoded chunks with SHA-256 on every read.
@@ -56,7 +60,7 @@ public struct StoreConfiguration: Sendable, Equatable {
     var codecSettings: BlobCodec.Settings {
         BlobCodec.Settings(
             acceleration: Int32(acceleration), minimumSavings: compress ? minSavings : 2, verifyAfterCompress: true,
-            floatFilter: floatFilter, integerFilter: integerFilter)
+            floatFilter: floatFilter, integerFilter: integerFilter, floatEntropy: floatEntropy)
     }
 
     // MARK: - JSON
@@ -145,6 +149,12 @@ public struct StoreConfiguration: Sendable, Equatable {
                         config.minSavings = n
                     case "float_filter": config.floatFilter = try filter(w, name)
                     case "integer_filter": config.integerFilter = try filter(w, name)
+                    case "float_entropy":
+                        switch try string(w, name) {
+                        case "huffman": config.floatEntropy = true
+                        case "none": config.floatEntropy = false
+                        case let other: throw fail(name, "unknown value '\(other)' (huffman, none)")
+                        }
                     default: throw fail(name, "unknown key")
                     }
                 }
