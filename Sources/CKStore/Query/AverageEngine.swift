@@ -43,9 +43,10 @@ final class AverageWorker {
     let scratch: ByteBuffer
     var accumulator: UnsafeMutableBufferPointer<Double>
     let cacheMetadata: (any ChunkIndex)?
-    /// Decoded input chunks for the blocked path (`computeBlocked`), allocated on first use;
-    /// the first group buffer is `scratch`.
-    var groupBuffers: [ByteBuffer] = []
+    /// Decoded input chunks for the blocked path (`computeBlocked`), allocated on first use.
+    var groupInputs: [DecodedInput] = []
+    /// One block of one input, byte-unshuffled (`computeBlocked`); 8 bytes per lane.
+    let blockScratch = ByteBuffer(capacity: AverageWorker.blockLanes * 8)
     /// The capacity of every decode buffer (the largest chunk).
     let bufferCapacity: Int
 

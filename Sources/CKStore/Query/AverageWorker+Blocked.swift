@@ -23,11 +23,25 @@ extension AverageWorker {
     /// Lanes per accumulation block (64 KiB of Float64).
     static let blockLanes = 8192
 
-    /// The decode buffer for position `i` of a group (`scratch` for 0), allocated on first use.
-    private func groupBuffer(_ i: Int) -> ByteBuffer {
-        if i == 0 { return scratch }
-        while groupBuffers.count < i { groupBuffers.append(ByteBuffer(capacity: bufferCapacity)) }
-        return groupBuffers[i - 1]
+    /// The decoded input for position `i` of a group, allocated on first use.
+    private func groupInput(_ i: Int) -> DecodedInput {
+        while groupInputs.count <= i { groupInputs.append(DecodedInput(capacity: bufferCapacity)) }
+        return groupInputs[i]
+    }
+
+    /// Reads, checks and decodes `chunk` into `input`: as byte planes when the blob allows it
+    /// and the SHA-256 re-hash is off (it needs the contiguous bytes), else contiguously.
+    private func load(_ chunk: ChunkRef, job: AverageJob, input i: Int, into input: DecodedInput) throws(CKStoreError) {
+        if reader.verify {
+            try reader.fetch(chunk, tensor: job.tensor, label: job.inputLabels[i], into: input.payload)
+            input.setContiguous(input.payload.count)
+            return
+        }
+        let codec = reader.codec
+        let width = job.dtype == .c64 ? 0 : FloatCodec.laneWidth(job.dtype)
+        try reader.fetch(chunk, tensor: job.tensor, label: job.inputLabels[i]) { file throws -> Int in
+            try codec.decodeForAveraging(file, into: input, name: chunk.hash, elementWidth: width)
+        }
     }
 
     /// Computes one averaged segment whose every input is a single piece of one chunk (the
@@ -48,20 +62,20 @@ extension AverageWorker {
             var first = 0
             while first < k {
                 let last = min(k, first + Self.inputGroup)
-                var bases: [UnsafeRawPointer] = []
-                bases.reserveCapacity(last - first)
+                var loaded: [(DecodedInput, Int)] = []
+                loaded.reserveCapacity(last - first)
                 for i in first..<last {
                     let piece = job.inputs[i][0]
-                    let buffer = groupBuffer(i - first)
-                    try reader.fetch(piece.chunk, tensor: job.tensor, label: job.inputLabels[i], into: buffer)
+                    let input = groupInput(i - first)
+                    try load(piece.chunk, job: job, input: i, into: input)
                     // The piece must lie inside the decoded chunk and cover the whole segment.
-                    guard piece.length == job.length, piece.offset >= 0, piece.offset <= buffer.count - piece.length else {
+                    guard piece.offset >= 0, piece.offset <= input.count - piece.length, piece.offset % width == 0 else {
                         throw CKStoreError(
                             .integrity,
-                            "\(job.inputLabels[i]): tensor '\(job.tensor)': chunk \(piece.chunk.hash.hex) holds \(buffer.count) bytes, "
+                            "\(job.inputLabels[i]): tensor '\(job.tensor)': chunk \(piece.chunk.hash.hex) holds \(input.count) bytes, "
                                 + "not the \(piece.length) bytes at offset \(piece.offset) the manifest names")
                     }
-                    bases.append(UnsafeRawPointer(buffer.storage.baseAddress! + piece.offset))
+                    loaded.append((input, piece.offset))
                 }
                 var lane = 0
                 while lane < lanes {
@@ -70,7 +84,7 @@ extension AverageWorker {
                         single
                         ? UnsafeMutableBufferPointer(rebasing: acc[0..<m]) : UnsafeMutableBufferPointer(rebasing: acc[lane..<(lane + m)])
                     for i in first..<last {
-                        let bytes = UnsafeRawBufferPointer(start: bases[i - first] + lane * width, count: m * width)
+                        let bytes = block(of: loaded[i - first].0, at: loaded[i - first].1 + lane * width, byteCount: m * width)
                         try accumulate(i, bytes, dtype: job.dtype, into: slice, combination: combination)
                     }
                     if last == k {
@@ -88,6 +102,24 @@ extension AverageWorker {
         } catch {
             throw CKStoreError(.badInput, "tensor '\(job.tensor)': cannot average \(job.dtype.rawValue) values: \(error)", cause: error)
         }
+    }
+
+    /// Raw bytes `offset ..< offset + byteCount` of a decoded input (inside its raw length, and
+    /// whole elements when it holds byte planes): a view of the contiguous bytes, or that range
+    /// byte-unshuffled from the planes into `blockScratch` (valid until the next call).
+    @inline(__always)
+    private func block(of input: DecodedInput, at offset: Int, byteCount: Int) -> UnsafeRawBufferPointer {
+        guard let (n, w) = input.planes else {
+            return UnsafeRawBufferPointer(rebasing: input.payload.storage[offset..<(offset + byteCount)])
+        }
+        let first = offset / w
+        let elements = byteCount / w
+        precondition(first + elements <= n && byteCount <= blockScratch.capacity, "block outside the decoded chunk")
+        let lower = UnsafeRawPointer(input.payload.storage.baseAddress!) + first
+        let upper = UnsafeRawPointer(input.upper.storage.baseAddress!) + first
+        Shuffle.unshuffleBytes(
+            lower: lower, upper: upper, blockScratch.storage.baseAddress!, elements: elements, width: w, planeStride: n)
+        return UnsafeRawBufferPointer(start: blockScratch.storage.baseAddress!, count: byteCount)
     }
 
     /// Input `i`'s step of the combination on one block: start with input 0, then add (or take
