@@ -197,6 +197,36 @@ import Testing
         }
     }
 
+    @Test func withSHA256VerificationOnReadTheContiguousDecodeGivesTheSameBytes() throws {
+        try withTemporaryDirectory { dir in
+            let store = try Self.makeStore(dir, last: 60, chunkSize: 96 << 10)
+            store.forceSHA256Verification = true
+            try Self.check(store, try store.plan(.lawa(k: 7, stride: 10, at: 60), run: "r"), dir)
+        }
+    }
+
+    @Test func aDamagedPayloadOfAPlanarInputIsAnIntegrityErrorAndLeavesNoOutput() throws {
+        try withTemporaryDirectory { dir in
+            let store = try Self.makeStore(dir, last: 50, chunkSize: 96 << 10)
+            let plan = try store.plan(.lawa(k: 6, stride: 10, at: 50), run: "r")
+            let manifest = try store.manifest(of: try store.resolve(.step(run: "r", step: 30)))
+            let hex = manifest.tensors.first { $0.info.name == "f32" }!.chunks[0].hash.hex
+            let path = "\(store.path)/objects/\(hex.prefix(2))/\(hex)"
+            var file = Array(readFile(path))
+            file[file.count - 100] ^= 0x40
+            writeFile(path, file)
+            let out = dir.file("out.safetensors")
+            #expect {
+                _ = try store.materialize(plan, to: .file(out), useCache: false)
+            } throws: { error in
+                guard let e = error as? CKStoreError else { return false }
+                return e.code == .integrity && e.message.contains("r@30") && e.message.contains("'f32'")
+                    && e.message.contains(hex) && e.message.contains("checksum")
+            }
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+    }
+
     @Test func aMissingInputBlobIsAnIntegrityErrorNamingTheInput() throws {
         try withTemporaryDirectory { dir in
             let store = try Self.makeStore(dir, last: 50, chunkSize: 96 << 10)
