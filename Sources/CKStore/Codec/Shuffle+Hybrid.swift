@@ -47,7 +47,8 @@ extension Shuffle {
     }
 
     /// Inverts the hybrid filter from `src` to `dst`.
-    /// `scratch` (at least `count` bytes) avoids an allocation per call when given.
+    /// `scratch` (at least the bit-shuffled region's size, half of `count`) avoids an
+    /// allocation per call when given.
     static func hybridInverse(
         _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int, laneWidth: Int,
         scratch given: UnsafeMutableRawBufferPointer? = nil
@@ -59,22 +60,20 @@ extension Shuffle {
             return
         }
         let region = hybridRegion(count: count, laneWidth: laneWidth)
-        // Rebuild the byte-shuffled buffer (lower planes and tail as stored, upper planes
-        // un-bit-shuffled), then undo the byte-shuffle into `dst`.
-        let owned = given == nil || given!.count < count
-        let planes = owned ? UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64) : given!
-        defer { if owned { planes.deallocate() } }
-        planes.baseAddress!.copyMemory(from: src, byteCount: region.lowerBound)
-        if region.upperBound < count {
-            (planes.baseAddress! + region.upperBound).copyMemory(from: src + region.upperBound, byteCount: count - region.upperBound)
-        }
+        let n = count / laneWidth
+        // Un-bit-shuffle the upper byte planes into `upper`, then undo the byte-shuffle into
+        // `dst` reading the lower planes where they are in `src` (no copy of them) and the
+        // upper ones from `upper`; the tail is copied as stored.
+        let owned = given == nil || given!.count < region.count
+        let upper = owned ? UnsafeMutableRawBufferPointer.allocate(byteCount: max(region.count, 1), alignment: 64) : given!
+        defer { if owned { upper.deallocate() } }
         if !region.isEmpty {
             invert(
                 .bitShuffle, laneWidth: 1, source: UnsafeRawBufferPointer(start: src + region.lowerBound, count: region.count),
-                destination: UnsafeMutableRawBufferPointer(rebasing: planes[region]))
+                destination: UnsafeMutableRawBufferPointer(rebasing: upper[0..<region.count]))
         }
-        invert(
-            .byteShuffle, laneWidth: laneWidth, source: UnsafeRawBufferPointer(rebasing: planes[0..<count]),
-            destination: UnsafeMutableRawBufferPointer(start: dst, count: count))
+        unshuffleBytes(
+            lower: src, upper: UnsafeRawPointer(upper.baseAddress!), dst, elements: n, width: laneWidth, planeStride: n)
+        copyTail(src, dst, from: n * laneWidth, to: count)
     }
 }

@@ -264,22 +264,36 @@ enum Shuffle {
     static func unshuffleBytes(
         _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, elements n: Int, width: Int, planeStride: Int
     ) {
+        unshuffleBytes(lower: src, upper: src + width / 2 * planeStride, dst, elements: n, width: width, planeStride: planeStride)
+    }
+
+    /// ``unshuffleBytes(_:_:elements:width:planeStride:)`` with the byte planes in two places:
+    /// planes `0..<width/2` at `lower + b·planeStride`, planes `width/2..<width` at
+    /// `upper + (b − width/2)·planeStride`. The hybrid filter's inverse reads its lower planes
+    /// where LZ4 left them and its upper planes from the bit-unshuffle's output, with no copy.
+    static func unshuffleBytes(
+        lower: UnsafeRawPointer, upper: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, elements n: Int, width: Int,
+        planeStride: Int
+    ) {
         var done = 0
         #if _endian(little)
             let blocks = n / 16
             switch width {
-            case 2: unshuffle2(src, dst, blocks: blocks, stride: planeStride)
-            case 4: unshuffle4(src, dst, blocks: blocks, stride: planeStride)
-            case 8: unshuffle8(src, dst, blocks: blocks, stride: planeStride)
+            case 2: unshuffle2(lower, upper, dst, blocks: blocks, stride: planeStride)
+            case 4: unshuffle4(lower, upper, dst, blocks: blocks, stride: planeStride)
+            case 8: unshuffle8(lower, upper, dst, blocks: blocks, stride: planeStride)
             default: preconditionFailure("unsupported lane width")
             }
             done = blocks * 16
         #endif
+        let h = width / 2
         for i in done..<max(done, n) {
             for b in 0..<width {
-                dst.storeBytes(
-                    of: src.load(fromByteOffset: b * planeStride + i, as: UInt8.self), toByteOffset: i * width + b,
-                    as: UInt8.self)
+                let byte =
+                    b < h
+                    ? lower.load(fromByteOffset: b * planeStride + i, as: UInt8.self)
+                    : upper.load(fromByteOffset: (b - h) * planeStride + i, as: UInt8.self)
+                dst.storeBytes(of: byte, toByteOffset: i * width + b, as: UInt8.self)
             }
         }
     }
@@ -362,14 +376,18 @@ enum Shuffle {
     }
 
     /// Width-2 inverse byte shuffle of `blocks` blocks of 16 elements: one interleave.
-    static func unshuffle2(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, blocks: Int, stride: Int) {
-        var s = src
+    static func unshuffle2(
+        _ lower: UnsafeRawPointer, _ upper: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, blocks: Int, stride: Int
+    ) {
+        var s = lower
+        var u = upper
         var d = dst
         for _ in 0..<blocks {
-            let v = interleave(load(s, 0), load(s, stride))
+            let v = interleave(load(s, 0), load(u, 0))
             store(v.0, d, 0)
             store(v.1, d, 16)
             s += 16
+            u += 16
             d += 32
         }
     }
@@ -378,14 +396,17 @@ enum Shuffle {
     /// backwards. Address `[b1 b0 | e3 | e2 e1 e0]` (x_b = plane b) becomes `[e3 e2 | e1 | e0 b1 b0]`
     /// through swap(v5↔a1) `[e1 b0|e3|e2 b1 e0]`, halves(v5↔h) `[e3 b0|e1|e2 b1 e0]`,
     /// swap(v4↔a0) `[e3 e0|e1|e2 b1 b0]`, swap(v4↔a2) `[e3 e2|e1|e0 b1 b0]`.
-    static func unshuffle4(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, blocks: Int, stride: Int) {
-        var s = src
+    static func unshuffle4(
+        _ lower: UnsafeRawPointer, _ upper: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, blocks: Int, stride: Int
+    ) {
+        var s = lower
+        var u = upper
         var d = dst
         for _ in 0..<blocks {
             var x0 = loadLanes(s, 0)
             var x1 = loadLanes(s, stride)
-            var x2 = loadLanes(s, 2 &* stride)
-            var x3 = loadLanes(s, 3 &* stride)
+            var x2 = loadLanes(u, 0)
+            var x3 = loadLanes(u, stride)
             swapAcross(&x0, &x2, 16, mask16); swapAcross(&x1, &x3, 16, mask16)
             swapHalves(&x0, &x2); swapHalves(&x1, &x3)
             swapAcross(&x0, &x1, 8, mask8); swapAcross(&x2, &x3, 8, mask8)
@@ -395,6 +416,7 @@ enum Shuffle {
             storeLanes(x2, d, 32)
             storeLanes(x3, d, 48)
             s += 16
+            u += 16
             d += 64
         }
     }
@@ -402,18 +424,21 @@ enum Shuffle {
     /// Width-8 inverse byte shuffle of `blocks` blocks of 16 elements: ``shuffle8(_:_:blocks:stride:)``
     /// backwards (plane b is loaded into x_k with k = 4·b0 + 2·b2 + b1, the four exchanges run in
     /// reverse order, and x_k is stored as bytes 16k…16k+15).
-    static func unshuffle8(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, blocks: Int, stride: Int) {
-        var s = src
+    static func unshuffle8(
+        _ lower: UnsafeRawPointer, _ upper: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, blocks: Int, stride: Int
+    ) {
+        var s = lower
+        var u = upper
         var d = dst
         for _ in 0..<blocks {
             var x0 = loadLanes(s, 0)
             var x4 = loadLanes(s, stride)
             var x1 = loadLanes(s, 2 &* stride)
             var x5 = loadLanes(s, 3 &* stride)
-            var x2 = loadLanes(s, 4 &* stride)
-            var x6 = loadLanes(s, 5 &* stride)
-            var x3 = loadLanes(s, 6 &* stride)
-            var x7 = loadLanes(s, 7 &* stride)
+            var x2 = loadLanes(u, 0)
+            var x6 = loadLanes(u, stride)
+            var x3 = loadLanes(u, 2 &* stride)
+            var x7 = loadLanes(u, 3 &* stride)
             swapAcross(&x0, &x4, 8, mask8); swapAcross(&x1, &x5, 8, mask8)
             swapAcross(&x2, &x6, 8, mask8); swapAcross(&x3, &x7, 8, mask8)
             swapHalves(&x0, &x4); swapHalves(&x1, &x5); swapHalves(&x2, &x6); swapHalves(&x3, &x7)
@@ -430,6 +455,7 @@ enum Shuffle {
             storeLanes(x6, d, 96)
             storeLanes(x7, d, 112)
             s += 16
+            u += 16
             d += 128
         }
     }

@@ -43,10 +43,17 @@ final class AverageWorker {
     let scratch: ByteBuffer
     var accumulator: UnsafeMutableBufferPointer<Double>
     let cacheMetadata: (any ChunkIndex)?
+    /// Decoded input chunks for the blocked path (`computeBlocked`), allocated on first use.
+    var groupInputs: [DecodedInput] = []
+    /// One block of one input, byte-unshuffled (`computeBlocked`); 8 bytes per lane.
+    let blockScratch = ByteBuffer(capacity: AverageWorker.blockLanes * 8)
+    /// The capacity of every decode buffer (the largest chunk).
+    let bufferCapacity: Int
 
     init(chunkSize: Int, blobs: any BlobStore, settings: BlobCodec.Settings, verify: Bool, cache: CacheTarget?) throws {
         reader = ChunkReaderWorker(chunkSize: chunkSize, blobs: blobs, settings: settings, verify: verify)
         scratch = ByteBuffer(capacity: chunkSize)
+        bufferCapacity = chunkSize
         accumulator = .allocate(capacity: 1)
         cacheMetadata = try cache.map { try $0.makeChunkIndex() }
     }
@@ -54,7 +61,7 @@ final class AverageWorker {
     deinit { accumulator.deallocate() }
 
     /// An accumulator of exactly `lanes` lanes (reallocated only when it must grow).
-    private func accumulatorView(lanes: Int) -> UnsafeMutableBufferPointer<Double> {
+    func accumulatorView(lanes: Int) -> UnsafeMutableBufferPointer<Double> {
         if accumulator.count < lanes {
             accumulator.deallocate()
             accumulator = .allocate(capacity: lanes)
@@ -74,6 +81,10 @@ final class AverageWorker {
                     from: scratch.storage.baseAddress! + piece.offset, byteCount: piece.length)
                 at += piece.length
             }
+            return
+        }
+        if job.inputs.allSatisfy({ $0.count == 1 && $0[0].length == job.length }) {
+            try computeBlocked(job, combination: combination)
             return
         }
         do {

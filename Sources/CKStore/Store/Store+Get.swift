@@ -27,16 +27,27 @@ final class ChunkReaderWorker {
     /// decoded length; with `verify`, also the SHA-256 of the decoded bytes.
     /// - Throws: `.integrity` naming `label`, the tensor, the blob and the byte offset.
     func fetch(_ chunk: ChunkRef, tensor: String, label: String, into buffer: ByteBuffer) throws(CKStoreError) {
+        let codec = self.codec
+        let verify = self.verify
+        try fetch(chunk, tensor: tensor, label: label) { file throws -> Int in
+            try codec.decode(file, into: buffer, name: chunk.hash, rehash: verify)
+        }
+    }
+
+    /// `fetch(_:tensor:label:into:)` with the decoding step given: `decode` gets the blob file
+    /// once its size matches the row and returns the raw length; the checks and error messages
+    /// are the same.
+    func fetch(
+        _ chunk: ChunkRef, tensor: String, label: String, decode: (UnsafeRawBufferPointer) throws -> Int
+    ) throws(CKStoreError) {
         do {
-            let codec = self.codec
-            let verify = self.verify
             let n = try blobs.withBytes(of: chunk.hash, scratch: &fileBuffer) { file throws -> Int in
                 guard file.count == chunk.storedSize else {
                     throw CKStoreError(
                         .integrity,
                         "\(label): tensor '\(tensor)': blob \(chunk.hash.hex) is \(file.count) bytes, expected \(chunk.storedSize)")
                 }
-                return try codec.decode(file, into: buffer, name: chunk.hash, rehash: verify)
+                return try decode(file)
             }
             guard n == chunk.rawSize else {
                 throw CKStoreError(
