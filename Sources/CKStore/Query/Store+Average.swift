@@ -65,10 +65,19 @@ extension Store {
         let start = nowMilliseconds()
         let lookUp = requested && !isReadOnly && configuration.cachePolicy != .never
         return try withLock(exclusive: false) { () throws(CKStoreError) -> AverageReport in
-            let view = try consistentLayout(requestedPlan, lookUpCache: lookUp)
+            var view = try consistentLayout(requestedPlan, lookUpCache: lookUp)
             let hadEntry = view.cachedFile != nil || view.cachedTree != nil
             let useCache = lookUp && cacheAdmits(view.plan, hadEntry: hadEntry)
-            defer { if useCache && !hadEntry { releaseClaim(view.plan) } }
+            let claimed = useCache && !hadEntry
+            let claimedPlan = view.plan
+            defer { if claimed { releaseClaim(claimedPlan) } }
+            if claimed && configuration.cachePolicy == .secondHit {
+                // Another process may have stored the result between the lookup above and this
+                // claim (a claimer releases only after its commit): look again, so the result is
+                // served from the cache instead of being computed and stored a second time.
+                let again = try consistentLayout(requestedPlan, lookUpCache: true)
+                if again.cachedFile != nil || again.cachedTree != nil { view = again }
+            }
             switch view.inputs {
             case .tree(let layout):
                 return try materializeTree(view, layout: layout, output: output, useCache: useCache, start: start)
