@@ -8,24 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import struct
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+from cache_policy_support import NOBODY, store_outside_tmp, write_f32
 
 RECIPE = ["--lawa", "k=2,stride=10", "--at", "20"]
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-def write_f32(path: Path, step: int, n: int = 5000) -> None:
-    """A safetensors file with one F32 tensor "w" of `n` values step + i/1000."""
-    data = struct.pack(f"<{n}f", *[step + i / 1000 for i in range(n)])
-    header = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, len(data)]}}).encode()
-    header += b" " * (-(8 + len(header)) % 8)
-    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
 
 
 def set_policy(store: str, value: str) -> None:
@@ -155,20 +144,7 @@ def test_two_processes_asking_at_once_both_answer_and_the_cache_stays_sound(tmp_
 
 
 def test_a_read_only_store_computes_and_writes_nothing(ckstore_bin):
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv(1) to run ckstore as user nobody")
-    folder = Path(tempfile.mkdtemp(prefix="ckstore-cache-ro-"))
-    try:
-        folder.chmod(0o755)
-        store = folder / "store"
-
-        def run(*args, user=None):
-            return subprocess.run([*(user or []), ckstore_bin, "--store", str(store), *args], capture_output=True)
-
-        assert run("init").returncode == 0
-        for step in (0, 10, 20):
-            write_f32(folder / f"s{step}.safetensors", step)
-            assert run("put", "--run", "r", "--step", str(step), str(folder / f"s{step}.safetensors")).returncode == 0
+    with store_outside_tmp(ckstore_bin, "ckstore-cache-ro-") as (store, run):
         set_policy(str(store), '"second-hit"')
         before = sorted(str(p.relative_to(store)) for p in store.rglob("*"))
         outs = []
@@ -182,5 +158,3 @@ def test_a_read_only_store_computes_and_writes_nothing(ckstore_bin):
         assert outs[0] == outs[1] == outs[2] and len(outs[0]) > 0
         assert sorted(str(p.relative_to(store)) for p in store.rglob("*")) == before
         assert not (store / "cache-requests").exists()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

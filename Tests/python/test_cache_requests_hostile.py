@@ -14,24 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import struct
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+from cache_policy_support import NOBODY, store_outside_tmp, write_f32
 
 RECIPE = ["--run", "r", "--lawa", "k=2,stride=10", "--at", "20"]
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-def write_f32(path: Path, step: int, n: int = 5000) -> None:
-    """A safetensors file with one F32 tensor "w" of `n` values step + i/1000."""
-    data = struct.pack(f"<{n}f", *[step + i / 1000 for i in range(n)])
-    header = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, len(data)]}}).encode()
-    header += b" " * (-(8 + len(header)) % 8)
-    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
 
 
 def make_store(ckstore, tmp_path: Path, steps=(0, 10, 20)) -> None:
@@ -138,20 +127,7 @@ def test_a_directory_in_place_of_the_log_is_left_alone(tmp_path, store, ckstore)
 
 
 def test_a_log_the_user_cannot_write_still_answers(ckstore_bin):
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv(1) to run ckstore as user nobody")
-    folder = Path(tempfile.mkdtemp(prefix="ckstore-cache-log-ro-"))
-    try:
-        folder.chmod(0o755)
-        store = folder / "store"
-
-        def run(*args, user=None):
-            return subprocess.run([*(user or []), ckstore_bin, "--store", str(store), *args], capture_output=True)
-
-        assert run("init").returncode == 0
-        for step in (0, 10, 20):
-            write_f32(folder / f"s{step}.safetensors", step)
-            assert run("put", "--run", "r", "--step", str(step), str(folder / f"s{step}.safetensors")).returncode == 0
+    with store_outside_tmp(ckstore_bin, "ckstore-cache-log-ro-") as (store, run):
         expected = run("get", *RECIPE, "--no-cache", "-o", "-").stdout
         # The store belongs to nobody; the log to root, mode 0644: nobody can read it, not write it.
         log = store / "cache-requests"
@@ -168,8 +144,6 @@ def test_a_log_the_user_cannot_write_still_answers(ckstore_bin):
         second = run("get", *RECIPE, "-o", "-", user=NOBODY)
         assert second.returncode == 0 and b"from the cache" in second.stderr and second.stdout == expected
         assert log.read_bytes() == b""
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_concurrent_first_requests_write_the_cache_at_most_once(tmp_path, store, ckstore, ckstore_bin):
