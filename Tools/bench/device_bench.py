@@ -25,14 +25,8 @@ import subprocess
 import sys
 import time
 
-
-def drop_caches() -> bool:
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib.measure import drop_caches  # noqa: E402
 
 
 def timed(cmd: str, cold: bool) -> float:
