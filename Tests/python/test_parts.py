@@ -11,29 +11,12 @@ import json
 import os
 import random
 import signal
-import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-
-
-def safetensors(tensors: dict[str, tuple[str, list[int], bytes]]) -> bytes:
-    header: dict = {}
-    offset = 0
-    data = b""
-    for name, (dtype, shape, raw) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(raw)]}
-        offset += len(raw)
-        data += raw
-    h = json.dumps(header).encode()
-    return struct.pack("<Q", len(h)) + h + data
-
-
-def floats(n: int, seed: int) -> bytes:
-    r = random.Random(seed)
-    return struct.pack(f"<{n}f", *(r.uniform(-1, 1) for _ in range(n)))
+from safetensors_bytes import floats, safetensors
 
 
 def rank_file(rank: int, step: int = 0, n: int = 256) -> bytes:
